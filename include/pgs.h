@@ -1,0 +1,473 @@
+/*
+** pgs.h — persistent servers for C.  The whole public API.
+**
+** A *behaviour* is a versioned table of callbacks (init, handle_call,
+** handle_cast, handle_info, terminate, encode, decode) registered under a
+** stable name.  A *server* is one instance of a behaviour, named by a *ref*:
+** the behaviour's name plus a key of any bytes.  pgs keeps each server's
+** state in a storage engine after every message it handles, passivates
+** servers that sit idle (their state then lives only in storage), and
+** reactivates them transparently when a message arrives.
+**
+** Conventions, as in SQLite, LMDB and libuv:
+**   - Every function returns an int status: PGS_OK (0) or a negative
+**     PGS_E* code; results come back through out-parameters.
+**     pgs_strerror() and pgs_errname() describe every code.
+**   - Handles are opaque.  Each comment says who owns every pointer and for
+**     how long it stays valid, and which threads may call the function.
+**   - Pluggable parts (behaviours, storage adapters) are structs of
+**     function pointers that begin with a version field; slots are only
+**     ever appended.
+**   - No global mutable state: everything lives in a pgs_runtime or a
+**     pgs_storage, and any number of them can coexist in one process.
+*/
+#ifndef PGS_H
+#define PGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PGS_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------
+** Error codes.  One X-macro list gives the codes, pgs_strerror() and
+** pgs_errname().  Codes are negative and stable; new ones are appended.
+*/
+#define PGS_ERRNO_MAP(X)                                                      \
+    X(EINVAL, -1, "invalid argument")                                         \
+    X(ENOMEM, -2, "out of memory")                                            \
+    X(EREF, -3, "malformed ref")                                              \
+    X(ENOBEHAVIOUR, -4, "behaviour not registered")                           \
+    X(EEXIST, -5, "already exists")                                           \
+    X(ENOTFOUND, -6, "no such server")                                        \
+    X(ETOOBIG, -7, "message or state larger than the configured maximum")     \
+    X(ETIMEDOUT, -8, "timed out")                                             \
+    X(ECRASH, -9, "server crashed while handling the message")                \
+    X(ECALLBACK, -10, "callback misbehaved (unknown return code or bad output)") \
+    X(ECLOSED, -11, "runtime is closed or closing")                           \
+    X(ESTORAGE, -12, "storage error")                                         \
+    X(ECONFLICT, -13, "version conflict: the stored record changed")          \
+    X(ECORRUPT, -14, "corrupt stored record (checksum or format mismatch)")   \
+    X(EURL, -15, "bad or unsupported storage URL")                            \
+    X(EDEADLK, -16, "call would deadlock (server calls itself)")              \
+    X(ESTOPPED, -17, "server stopped before handling the message")            \
+    X(EVERSION, -18, "unsupported struct version")                            \
+    X(ELOOP, -19, "call chain nested too deeply")                             \
+    X(ENOTSUP, -20, "operation not supported here")                           \
+    X(ESCHEMA, -21, "stored state has a newer schema version than the code")  \
+    X(EBUSY, -22, "resource busy")
+
+enum pgs_status {
+    PGS_OK = 0,
+#define PGS_ERRENUM_(name, val, msg) PGS_##name = (val),
+    PGS_ERRNO_MAP(PGS_ERRENUM_)
+#undef PGS_ERRENUM_
+};
+
+/* A static English description of `code` (never NULL; unknown codes get
+** "unknown error").  Thread-safe. */
+const char *pgs_strerror(int code);
+/* The code's symbolic name, e.g. "PGS_ENOTFOUND" (never NULL). */
+const char *pgs_errname(int code);
+
+/* ------------------------------------------------------------------------
+** Refs: a server's identity, a plain value.
+**
+** A ref can be copied with memcpy, stored, or sent to another process in its
+** text form "behaviour/key".  In the text form the key's bytes outside
+** [A-Za-z0-9._~-] are written as %XX (two upper-case hex digits), so every
+** key byte string has exactly one text form.  Behaviour names are 1 to
+** PGS_NAME_MAX bytes of [A-Za-z0-9._-].  Keys are 0 to PGS_KEY_MAX bytes.
+*/
+#define PGS_NAME_MAX 63
+#define PGS_KEY_MAX 256
+/* Longest text form, including the terminating NUL. */
+#define PGS_REF_TEXT_MAX (PGS_NAME_MAX + 1 + 3 * PGS_KEY_MAX + 1)
+
+typedef struct pgs_ref {
+    uint16_t key_len;               /* bytes used in key */
+    char name[PGS_NAME_MAX + 1];    /* NUL-terminated behaviour name */
+    unsigned char key[PGS_KEY_MAX]; /* key bytes; only key_len are meaningful */
+} pgs_ref;
+
+/* Builds *ref from a behaviour name and key bytes.  Errors: PGS_EINVAL
+** (NULL ref or name, key NULL with key_len > 0), PGS_EREF (name empty, too
+** long or with a byte outside [A-Za-z0-9._-]; key longer than PGS_KEY_MAX).
+** Bytes of ref past key_len are zeroed, so refs compare with memcmp. */
+int pgs_ref_make(pgs_ref *ref, const char *name, const void *key, size_t key_len);
+
+/* Parses the text form, e.g. "counter/42" or "cart/user%2F7".
+** `len` is the text's length; pass (size_t)-1 for a NUL-terminated string.
+** Errors: PGS_EINVAL (NULL), PGS_EREF (no '/', bad name, bad or lower-case
+** %-escape, a byte that should have been escaped, key too long). */
+int pgs_ref_parse(pgs_ref *ref, const char *text, size_t len);
+
+/* Writes the NUL-terminated text form into buf[0..size).  *out_len (may be
+** NULL) receives its length without the NUL.  Errors: PGS_EINVAL, PGS_EREF
+** (ref not well formed), PGS_ETOOBIG (buf too small; nothing useful is
+** written).  PGS_REF_TEXT_MAX bytes always suffice. */
+int pgs_ref_format(const pgs_ref *ref, char *buf, size_t size, size_t *out_len);
+
+/* 1 if the refs name the same server, else 0. */
+int pgs_ref_equal(const pgs_ref *a, const pgs_ref *b);
+
+/* ------------------------------------------------------------------------
+** Byte strings returned to the caller.
+*/
+typedef struct pgs_bytes {
+    void *data; /* malloc'd by pgs, owned by the caller: pgs_bytes_free() */
+    size_t len;
+} pgs_bytes;
+
+/* Frees b->data and zeroes *b.  NULL and already-freed values are fine. */
+void pgs_bytes_free(pgs_bytes *b);
+
+/* ------------------------------------------------------------------------
+** Lifecycles, write modes and per-server options.
+*/
+enum pgs_lifecycle {
+    PGS_LIFECYCLE_INHERIT = 0, /* take the behaviour's (or the default) */
+    PGS_TRANSIENT = 1,  /* default: wiped on normal stop, revived after a crash */
+    PGS_TEMPORARY = 2,  /* wiped on normal stop and on crash */
+    PGS_PERMANENT = 3   /* revived eagerly after crash, stop and at runtime
+                           open; wiped only by pgs_delete() */
+};
+
+enum pgs_write_mode {
+    PGS_WRITE_INHERIT = 0,
+    PGS_WRITE_SYNC = 1,         /* default: reply released once the write is durable */
+    PGS_WRITE_ASYNC = 2,        /* reply at once; writes coalesced and flushed soon */
+    PGS_WRITE_ON_PASSIVATE = 3  /* write only at passivation, stop and close */
+};
+
+/* Idle timeout value meaning "never passivate while the runtime is open". */
+#define PGS_IDLE_NEVER UINT32_MAX
+
+/* Per-server options: given to pgs_start(), stored with the state, and
+** applied again whenever the server reactivates.  Zero fields inherit the
+** behaviour's setting, then the runtime's.  Zero-initialise, then set
+** what you need. */
+typedef struct pgs_server_opts {
+    uint32_t idle_timeout_ms; /* 0: inherit; PGS_IDLE_NEVER: never */
+    uint8_t lifecycle;        /* enum pgs_lifecycle */
+    uint8_t write_mode;       /* enum pgs_write_mode */
+} pgs_server_opts;
+
+/* ------------------------------------------------------------------------
+** Behaviours.
+**
+** Callbacks run on pgs's threads (worker threads, or the calling thread of
+** pgs_call when the server was idle), one message at a time per server.
+** They may call any pgs function on the runtime, including pgs_call on
+** *other* servers (a call to the server itself fails with PGS_EDEADLK).
+** Casts, infos and async calls sent from inside a callback leave only after
+** the turn's state write has succeeded (the output gate); if the turn
+** crashes they are dropped.
+**
+** The state is a block of `state_size` bytes allocated and zeroed by pgs.
+** With encode and decode NULL, the state is flat: its bytes are stored as
+** they are.  With pointers inside, provide encode/decode and free whatever
+** the state owns in terminate, which runs whenever the in-memory state is
+** discarded (passivate, stop, delete, crash, runtime close).
+*/
+typedef struct pgs_ctx pgs_ctx; /* a turn's context; valid only during the callback */
+typedef struct pgs_buf pgs_buf; /* encode's output buffer, owned by pgs */
+
+/* What handle_call/handle_cast/handle_info/init return. */
+enum pgs_result {
+    PGS_PERSIST = 0,    /* write the state (per the write mode) */
+    PGS_NOPERSIST = 1,  /* keep the new state in memory, skip this write */
+    PGS_STOP = 2,       /* stop normally (the state is deleted per the lifecycle) */
+    PGS_CRASH = 3       /* failure: drop the in-memory state, revive from storage */
+};
+
+/* Why terminate runs. */
+enum pgs_reason {
+    PGS_REASON_PASSIVATE = 1, /* idle; state kept in storage */
+    PGS_REASON_STOP = 2,      /* normal stop (handler or pgs_stop) */
+    PGS_REASON_DELETE = 3,    /* pgs_delete */
+    PGS_REASON_CRASH = 4,     /* the state is discarded after a failure */
+    PGS_REASON_SHUTDOWN = 5   /* runtime close; state kept in storage */
+};
+
+/* Kinds of info message. */
+enum pgs_info_kind {
+    PGS_INFO_MESSAGE = 1, /* from pgs_send_info() */
+    PGS_INFO_TIMER = 2,   /* from pgs_send_after(); tag = the timer id */
+    PGS_INFO_REPLY = 3    /* reply to pgs_call_async(); tag as given, status set */
+};
+
+typedef struct pgs_info {
+    int kind;           /* enum pgs_info_kind */
+    int status;         /* PGS_INFO_REPLY: the call's status (PGS_OK or PGS_E*) */
+    uint64_t tag;       /* see pgs_info_kind */
+    const void *data;   /* payload; valid only during the callback */
+    size_t len;
+} pgs_info;
+
+#define PGS_BEHAVIOUR_VERSION 1
+
+enum pgs_behaviour_flags {
+    PGS_VIRTUAL = 1 /* every ref exists: a message to an unknown ref runs init
+                       with empty arguments first (Orleans style) */
+};
+
+typedef struct pgs_behaviour {
+    int version;           /* PGS_BEHAVIOUR_VERSION */
+    const char *name;      /* the stable name refs carry; [A-Za-z0-9._-]{1,63} */
+    size_t state_size;     /* bytes of in-memory state (may be 0) */
+    uint32_t schema_version; /* version of the encoded state, passed to decode */
+    uint32_t flags;        /* PGS_VIRTUAL */
+    pgs_server_opts defaults; /* behaviour-wide option defaults (0 = runtime's) */
+
+    /* Fills the zeroed state from the start arguments (args may be NULL when
+    ** args_len is 0).  Returns PGS_PERSIST (or PGS_NOPERSIST, treated
+    ** alike: a new server is always written), or PGS_CRASH to refuse. */
+    int (*init)(pgs_ctx *ctx, void *state, const void *args, size_t args_len);
+
+    /* Handles a call; sets the reply with pgs_reply() (none: an empty reply). */
+    int (*handle_call)(pgs_ctx *ctx, void *state, const void *msg, size_t len);
+    int (*handle_cast)(pgs_ctx *ctx, void *state, const void *msg, size_t len);
+    int (*handle_info)(pgs_ctx *ctx, void *state, const pgs_info *info);
+
+    /* Optional.  Releases what the state owns; the runtime frees the block. */
+    void (*terminate)(pgs_ctx *ctx, void *state, int reason);
+
+    /* Optional pair.  encode appends the state's persistent form to `out`
+    ** with pgs_buf_append() and returns 0, or a non-zero value on failure
+    ** (the turn then fails with PGS_ECALLBACK and nothing is written).
+    ** decode rebuilds the zeroed state from bytes written by encode at
+    ** schema version `schema`; it returns 0, or non-zero if the bytes are
+    ** unusable (the server then fails to activate with PGS_ECORRUPT). */
+    int (*encode)(const void *state, pgs_buf *out);
+    int (*decode)(void *state, const void *data, size_t len, uint32_t schema);
+} pgs_behaviour;
+
+/* Appends len bytes; returns PGS_OK, PGS_ENOMEM or PGS_ETOOBIG. */
+int pgs_buf_append(pgs_buf *buf, const void *data, size_t len);
+
+/* Inside handle_call: sets the reply, copied.  A second call replaces the
+** first.  Errors: PGS_EINVAL (not in handle_call), PGS_ETOOBIG, PGS_ENOMEM. */
+int pgs_reply(pgs_ctx *ctx, const void *data, size_t len);
+
+/* The server being run.  The pointer is valid during the callback. */
+const pgs_ref *pgs_self(const pgs_ctx *ctx);
+
+/* The runtime running the callback. */
+struct pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+** Storage: records and the adapter vtable.
+**
+** A record is what pgs stores for one server.  Adapters store its fields
+** and give them back unchanged; pgs computes and verifies the checksum,
+** so corruption is caught in one place for every engine.
+*/
+typedef struct pgs_record {
+    pgs_ref ref;
+    uint64_t version;        /* 1 for the first write, +1 per write */
+    uint32_t schema_version; /* the behaviour's schema_version at write time */
+    uint32_t checksum;       /* pgs_record_checksum() of all other fields */
+    const void *args;    size_t args_len;     /* start arguments */
+    const void *options; size_t options_len;  /* encoded pgs_server_opts */
+    const void *state;   size_t state_len;    /* encoded state */
+} pgs_record;
+
+/* CRC-32 over every field but `checksum` itself. */
+uint32_t pgs_record_checksum(const pgs_record *rec);
+
+/* Makes one malloc'd block holding a deep copy of *src (all byte fields
+** point inside it).  The caller owns *out and frees it with free(). 
+** Adapters use it to return records from get.  Errors: PGS_ENOMEM. */
+int pgs_record_copy(const pgs_record *src, pgs_record **out);
+
+enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
+
+/* One write of a batch. */
+typedef struct pgs_write {
+    int op;                     /* enum pgs_write_op */
+    const pgs_record *record;   /* PUT: the record (its ref names the server) */
+    const pgs_ref *ref;         /* DELETE: the server */
+    uint64_t expected_version;  /* PUT: the version now stored (0: none);
+                                   DELETE: ignored */
+} pgs_write;
+
+#define PGS_STORAGE_VERSION 1
+
+/* A storage adapter, like SQLite's VFS.  pgs calls the slots from several
+** threads at once; an adapter serialises internally as it needs to.
+** Adapters never call back into a runtime.  Slots are only appended; those
+** above a version number are valid for adapters of that version. */
+typedef struct pgs_storage_ops {
+    int version;        /* PGS_STORAGE_VERSION */
+    const char *scheme; /* URL scheme it serves, e.g. "memory" */
+
+    /* Opens the store named by `url` (the whole URL).  *state receives the
+    ** adapter's private handle.  Errors: PGS_EURL, PGS_ESTORAGE, PGS_EBUSY. */
+    int (*open)(const char *url, void **state);
+    void (*close)(void *state);
+
+    /* Looks up ref.  On PGS_OK *out is a record from pgs_record_copy(), owned
+    ** by the caller.  PGS_ENOTFOUND if absent. */
+    int (*get)(void *state, const pgs_ref *ref, pgs_record **out);
+
+    /* Applies all writes or none.  A PUT whose expected_version differs from
+    ** the stored version fails the whole batch with PGS_ECONFLICT.  Errors:
+    ** PGS_ECONFLICT, PGS_ESTORAGE, PGS_ENOMEM. */
+    int (*batch)(void *state, const pgs_write *writes, size_t n);
+
+    /* Calls fn for each record of behaviour `name` (every record if NULL), in
+    ** no set order, until fn returns non-zero (whose value scan returns).
+    ** The record is valid only during fn; fn must not call into the store. */
+    int (*scan)(void *state, const char *name,
+                int (*fn)(void *arg, const pgs_record *rec), void *arg);
+} pgs_storage_ops;
+
+/* A storage handle: an adapter plus its open state.  Opaque. */
+typedef struct pgs_storage pgs_storage;
+
+/* Opens storage from a URL: "memory:" (built in), or, when `ops` is not
+** NULL, any URL that adapter understands.  *out is owned by the caller:
+** pgs_storage_close().  Errors: PGS_EINVAL, PGS_EURL, PGS_EVERSION (ops),
+** PGS_ENOMEM, and the adapter's own. */
+int pgs_storage_open(pgs_storage **out, const char *url, const pgs_storage_ops *ops);
+void pgs_storage_close(pgs_storage *st);
+
+/* Direct record access, for tools and tests; any thread.  put and del are
+** one-write batches.  put fills rec->checksum itself.  get verifies the
+** checksum: PGS_ECORRUPT if it does not match. */
+int pgs_storage_get(pgs_storage *st, const pgs_ref *ref, pgs_record **out);
+int pgs_storage_put(pgs_storage *st, pgs_record *rec, uint64_t expected_version);
+int pgs_storage_del(pgs_storage *st, const pgs_ref *ref);
+int pgs_storage_batch(pgs_storage *st, pgs_write *writes, size_t n);
+int pgs_storage_scan(pgs_storage *st, const char *name,
+                     int (*fn)(void *arg, const pgs_record *rec), void *arg);
+
+/* ------------------------------------------------------------------------
+** The runtime.
+*/
+typedef struct pgs_runtime pgs_runtime;
+
+#define PGS_OPTIONS_VERSION 1
+
+typedef struct pgs_options {
+    int version;              /* PGS_OPTIONS_VERSION */
+    int workers;              /* worker threads; 0: one per core */
+    uint32_t idle_timeout_ms; /* default idle timeout; 0: 30000 */
+    size_t max_message_size;  /* messages, replies and states; 0: 16 MiB */
+    pgs_storage *storage;     /* if not NULL: use this open store (borrowed:
+                                 it must outlive the runtime) instead of url */
+    uint32_t default_call_timeout_ms; /* for timeout_ms < 0; 0: 5000 */
+} pgs_options;
+
+/* Fills *opts with the defaults. */
+void pgs_options_init(pgs_options *opts);
+
+/* Opens a runtime on the storage named by `url` (or opts->storage).
+** opts may be NULL for the defaults.  *out is owned by the caller and
+** released by pgs_close().  Errors: PGS_EINVAL, PGS_EVERSION, PGS_EURL,
+** PGS_ENOMEM, PGS_ESTORAGE.  Any thread. */
+int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts);
+
+/* Registers a behaviour.  `b` is borrowed and must stay valid and unchanged
+** until the runtime is closed.  Registering revives the behaviour's
+** permanent servers found in storage.  Errors: PGS_EINVAL (NULL, missing
+** init), PGS_EVERSION, PGS_EREF (bad name), PGS_EEXIST, PGS_ECLOSED. */
+int pgs_register(pgs_runtime *rt, const pgs_behaviour *b);
+
+/* Stops accepting work: every later call on rt fails with PGS_ECLOSED;
+** queued messages are handled, then every active server passivates
+** (writes if dirty, terminate with PGS_REASON_SHUTDOWN) and keeps its
+** state.  The handle stays valid until pgs_close().  Idempotent.  Call it
+** from outside any callback. */
+int pgs_shutdown(pgs_runtime *rt);
+
+/* pgs_shutdown(), then frees everything rt owns (not a borrowed storage).
+** rt must not be used afterwards, and no other thread may be inside a pgs
+** call on rt.  NULL is fine. */
+void pgs_close(pgs_runtime *rt);
+
+/* Starts the server (behaviour `name`, key) unless it exists: init runs with
+** the start arguments, and the state, arguments and options are stored
+** before pgs_start returns.  If the server already exists (active or in
+** storage) init does not run again and PGS_OK is returned all the same.
+** ref_out (may be NULL) receives the ref.  opts may be NULL.  Errors:
+** PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ECRASH (init
+** refused), PGS_ECALLBACK, PGS_ESTORAGE, PGS_ECLOSED.  Any thread. */
+int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len,
+              const void *args, size_t args_len, const pgs_server_opts *opts,
+              pgs_ref *ref_out);
+
+/* Calls the server and waits up to timeout_ms (negative: the runtime's
+** default) for its reply.  On PGS_OK, *reply (may be NULL to discard)
+** receives the reply, owned by the caller.  A passivated server is
+** reactivated first.  The message is copied.  Errors: PGS_EINVAL, PGS_EREF,
+** PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ENOTFOUND (never started, stopped or
+** deleted), PGS_ESTOPPED (stopped while the call was queued), PGS_ECRASH,
+** PGS_ECALLBACK, PGS_ETIMEDOUT (the message may still be handled later),
+** PGS_EDEADLK, PGS_ELOOP, PGS_ECORRUPT, PGS_ESTORAGE, PGS_ECLOSED.
+** Any thread, including callbacks (calling another server). */
+int pgs_call(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
+             pgs_bytes *reply, int timeout_ms);
+
+/* Queues a cast and returns.  Errors found before queueing are returned
+** (PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ECLOSED,
+** PGS_ENOMEM); a cast to a server that turns out not to exist is dropped.
+** Inside a callback the cast leaves after the turn's write.  Any thread. */
+int pgs_cast(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
+
+/* Queues an info message (kind PGS_INFO_MESSAGE), like pgs_cast. */
+int pgs_send_info(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
+
+/* Calls `ref` without waiting: the reply arrives at `reply_to` (NULL inside a
+** callback: the calling server) as an info message of kind PGS_INFO_REPLY
+** carrying `tag` and the call's status.  Use it for server-to-server calls
+** that must not hold a worker.  Errors as pgs_cast. */
+int pgs_call_async(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
+                   const pgs_ref *reply_to, uint64_t tag);
+
+/* Volatile timer: after delay_ms, sends `ref` an info of kind PGS_INFO_TIMER
+** whose tag is the timer id (also stored in *id, may be NULL).  Timers are
+** not stored: they die with the process.  A passivated server is woken by
+** its timer like by any message.  Errors as pgs_cast. */
+int pgs_send_after(pgs_runtime *rt, const pgs_ref *ref, uint32_t delay_ms,
+                   const void *msg, size_t len, uint64_t *id);
+
+/* Cancels a timer.  PGS_ENOTFOUND if it already fired or never existed. */
+int pgs_cancel_timer(pgs_runtime *rt, uint64_t id);
+
+/* Stops the server normally, after the messages queued before: terminate
+** runs with PGS_REASON_STOP and the state is deleted (temporary and
+** transient) or kept (permanent, which is then revived).  Messages queued
+** behind the stop get PGS_ESTOPPED.  Errors: PGS_ENOTFOUND and those of
+** pgs_call.  Any thread, not the server's own callbacks (return PGS_STOP). */
+int pgs_stop(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+
+/* Deletes the server whatever its lifecycle: terminate runs with
+** PGS_REASON_DELETE if it was active, and its record is removed.
+** PGS_ENOTFOUND if there was nothing to delete. */
+int pgs_delete(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+
+/* Introspection (a snapshot; counters are totals since open). */
+typedef struct pgs_stats {
+    uint64_t active;        /* servers in memory now */
+    uint64_t activations;   /* loads from storage and inits */
+    uint64_t passivations;
+    uint64_t crashes;
+    uint64_t messages;      /* messages handled */
+    uint64_t writes;        /* records written */
+} pgs_stats;
+
+int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);
+
+/* 1 if the server is active (in memory) now, 0 if not; negative on error. */
+int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PGS_H */

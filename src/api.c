@@ -1,0 +1,249 @@
+/*
+** api.c — the public message calls: argument checks, then server.c.
+**
+** Every call counts itself in rt->inflight while it runs, so pgs_shutdown
+** can wait for calls in progress before it stops the pool.  A send made
+** inside a callback of the same runtime goes to the turn's outbox and
+** leaves only after the turn's write (the output gate).
+*/
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int enter(pgs_runtime *rt)
+{
+    if (!rt)
+        return PGS_EINVAL;
+    atomic_fetch_add(&rt->inflight, 1);
+    if (atomic_load(&rt->closing)) {
+        atomic_fetch_sub(&rt->inflight, 1);
+        return PGS_ECLOSED;
+    }
+    return PGS_OK;
+}
+
+static int leave(pgs_runtime *rt, int rc)
+{
+    atomic_fetch_sub(&rt->inflight, 1);
+    return rc;
+}
+
+/* Checks a caller's ref and finds its behaviour. */
+static int check_ref(pgs_runtime *rt, const pgs_ref *ref, const beh **out)
+{
+    if (!ref)
+        return PGS_EINVAL;
+    size_t n = strnlen(ref->name, sizeof ref->name);
+    if (n == sizeof ref->name || !pgsi_name_valid(ref->name, n) || ref->key_len > PGS_KEY_MAX)
+        return PGS_EREF;
+    *out = pgsi_beh_find(rt, ref->name);
+    return *out ? PGS_OK : PGS_ENOBEHAVIOUR;
+}
+
+static int check_msg(pgs_runtime *rt, const void *data, size_t len)
+{
+    if (!data && len)
+        return PGS_EINVAL;
+    return len > rt->opts.max_message_size ? PGS_ETOOBIG : PGS_OK;
+}
+
+/* The turn of this runtime running on this thread, if any. */
+static pgs_ctx *own_turn(pgs_runtime *rt)
+{
+    pgs_ctx *ctx = pgsi_current_ctx();
+    return ctx && ctx->rt == rt ? ctx : NULL;
+}
+
+/* Sends m now, or holds it in the current turn's outbox. */
+static int dispatch(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m)
+{
+    pgs_ctx *ctx = own_turn(rt);
+    if (!ctx)
+        return pgsi_send(rt, b, ref, m);
+    if (!(m->target = malloc(sizeof *ref))) {
+        pgsi_msg_free(m);
+        return PGS_ENOMEM;
+    }
+    *m->target = *ref;
+    m->next = NULL;
+    if (ctx->out_tail)
+        ctx->out_tail->next = m;
+    else
+        ctx->out_head = m;
+    ctx->out_tail = m;
+    return PGS_OK;
+}
+
+/* Common path of cast, send_info and call_async. */
+static int send_kind(pgs_runtime *rt, const pgs_ref *ref, const void *data, size_t len,
+                     int kind, const pgs_ref *reply_to, uint64_t tag)
+{
+    const beh *b, *rb;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
+        return leave(rt, rc);
+    if (kind == M_CALL && (rc = check_ref(rt, reply_to, &rb)))
+        return leave(rt, rc);
+    msg *m = pgsi_msg_new(kind, data, len);
+    if (!m)
+        return leave(rt, PGS_ENOMEM);
+    m->tag = tag;
+    if (kind == M_INFO)
+        m->info_kind = PGS_INFO_MESSAGE;
+    if (kind == M_CALL) {
+        if (!(m->reply_to = malloc(sizeof *reply_to))) {
+            pgsi_msg_free(m);
+            return leave(rt, PGS_ENOMEM);
+        }
+        *m->reply_to = *reply_to;
+    }
+    return leave(rt, dispatch(rt, b, ref, m));
+}
+
+int pgs_cast(pgs_runtime *rt, const pgs_ref *ref, const void *msg_, size_t len)
+{
+    return send_kind(rt, ref, msg_, len, M_CAST, NULL, 0);
+}
+
+int pgs_send_info(pgs_runtime *rt, const pgs_ref *ref, const void *msg_, size_t len)
+{
+    return send_kind(rt, ref, msg_, len, M_INFO, NULL, 0);
+}
+
+int pgs_call_async(pgs_runtime *rt, const pgs_ref *ref, const void *msg_, size_t len,
+                   const pgs_ref *reply_to, uint64_t tag)
+{
+    pgs_ctx *ctx = rt ? own_turn(rt) : NULL;
+    if (!reply_to && ctx)
+        reply_to = &ctx->self;
+    if (!reply_to)
+        return PGS_EINVAL;
+    return send_kind(rt, ref, msg_, len, M_CALL, reply_to, tag);
+}
+
+/* Common path of call, stop and delete. */
+static int request(pgs_runtime *rt, const pgs_ref *ref, int kind, const void *data,
+                   size_t len, pgs_bytes *reply, int timeout_ms)
+{
+    const beh *b;
+    if (reply)
+        *reply = (pgs_bytes){0};
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
+        return leave(rt, rc);
+    return leave(rt, pgsi_request(rt, b, ref, kind, data, len, NULL, reply, timeout_ms));
+}
+
+int pgs_call(pgs_runtime *rt, const pgs_ref *ref, const void *msg_, size_t len,
+             pgs_bytes *reply, int timeout_ms)
+{
+    return request(rt, ref, M_CALL, msg_, len, reply, timeout_ms);
+}
+
+int pgs_stop(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms)
+{
+    return request(rt, ref, M_STOP, NULL, 0, NULL, timeout_ms);
+}
+
+int pgs_delete(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms)
+{
+    return request(rt, ref, M_DELETE, NULL, 0, NULL, timeout_ms);
+}
+
+static int check_server_opts(const pgs_server_opts *o)
+{
+    if (!o)
+        return PGS_OK;
+    return o->lifecycle > PGS_PERMANENT || o->write_mode > PGS_WRITE_ON_PASSIVATE
+               ? PGS_EINVAL : PGS_OK;
+}
+
+int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len,
+              const void *args, size_t args_len, const pgs_server_opts *opts,
+              pgs_ref *ref_out)
+{
+    pgs_ref ref;
+    const beh *b;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = pgs_ref_make(&ref, name, key, key_len)) || (rc = check_ref(rt, &ref, &b)) ||
+        (rc = check_msg(rt, args, args_len)) || (rc = check_server_opts(opts)))
+        return leave(rt, rc);
+    rc = pgsi_request(rt, b, &ref, M_START, args, args_len, opts, NULL, -1);
+    if (!rc && ref_out)
+        *ref_out = ref;
+    return leave(rt, rc);
+}
+
+int pgs_send_after(pgs_runtime *rt, const pgs_ref *ref, uint32_t delay_ms,
+                   const void *msg_, size_t len, uint64_t *id)
+{
+    const beh *b;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, msg_, len)))
+        return leave(rt, rc);
+    return leave(rt, pgsi_timer_add(rt, b, ref, delay_ms, msg_, len, id));
+}
+
+/* ------------------------------------------------------------------------
+** Inside callbacks.
+*/
+int pgs_reply(pgs_ctx *ctx, const void *data, size_t len)
+{
+    if (!ctx || ctx->kind != M_CALL || (!data && len))
+        return PGS_EINVAL;
+    ctx->reply.len = 0;
+    int rc = pgs_buf_append(&ctx->reply, data, len);
+    ctx->has_reply = rc == PGS_OK;
+    ctx->reply_rc = rc;
+    return rc;
+}
+
+const pgs_ref *pgs_self(const pgs_ctx *ctx)
+{
+    return ctx ? &ctx->self : NULL;
+}
+
+pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx)
+{
+    return ctx ? ctx->rt : NULL;
+}
+
+/* ------------------------------------------------------------------------
+** Introspection.
+*/
+int pgs_stats_get(pgs_runtime *rt, pgs_stats *out)
+{
+    if (!rt || !out)
+        return PGS_EINVAL;
+    out->active = atomic_load_explicit(&rt->n_active, memory_order_relaxed);
+    out->activations = atomic_load_explicit(&rt->n_activations, memory_order_relaxed);
+    out->passivations = atomic_load_explicit(&rt->n_passivations, memory_order_relaxed);
+    out->crashes = atomic_load_explicit(&rt->n_crashes, memory_order_relaxed);
+    out->messages = atomic_load_explicit(&rt->n_messages, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&rt->n_writes, memory_order_relaxed);
+    return PGS_OK;
+}
+
+int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref)
+{
+    const beh *b;
+    int rc = rt ? check_ref(rt, ref, &b) : PGS_EINVAL;
+    if (rc)
+        return rc;
+    uint64_t h = pgsi_ref_hash(ref);
+    shard *sh = pgsi_shard_of(rt, h);
+    pthread_mutex_lock(&sh->lock);
+    server *s = pgsi_reg_find(sh, b, h, ref->key, ref->key_len);
+    int active = s && atomic_load_explicit(&s->loaded, memory_order_relaxed);
+    pthread_mutex_unlock(&sh->lock);
+    return active;
+}

@@ -1,0 +1,53 @@
+/*
+** internal.h — declarations shared by pgs's own source files (pgsi_ names).
+** Nothing here is public API.
+*/
+#ifndef PGS_INTERNAL_H
+#define PGS_INTERNAL_H
+
+#include "pgs.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+/* An open store: the adapter's ops and its private state. */
+struct pgs_storage {
+    const pgs_storage_ops *ops; /* static table, never freed */
+    void *state;                /* adapter's handle from ops->open */
+};
+
+/* Growable byte buffer (encode output, reply copies).  `max` bounds it. */
+struct pgs_buf {
+    unsigned char *data; /* malloc'd, owned by whoever owns the pgs_buf */
+    size_t len, cap, max;
+};
+
+void pgsi_buf_init(pgs_buf *b, size_t max);
+void pgsi_buf_free(pgs_buf *b);
+
+/* Built-in adapters, found by URL scheme. */
+extern const pgs_storage_ops pgsi_memory_ops;
+const pgs_storage_ops *pgsi_storage_builtin(const char *url);
+
+/* Options as stored in a record: a fixed little-endian layout, so a record
+** written by one build reads back in another.  PGSI_OPTS_LEN bytes. */
+#define PGSI_OPTS_LEN 8
+void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN]);
+/* PGS_OK or PGS_ECORRUPT (wrong length, unknown version or value). */
+int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o);
+
+/* Hash of a ref's name and key (used by the registry and the memory store). */
+uint64_t pgsi_ref_hash(const pgs_ref *ref);
+/* 1 if the name is a valid behaviour name. */
+int pgsi_name_valid(const char *name, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+static inline int64_t pgsi_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#endif

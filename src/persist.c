@@ -1,0 +1,169 @@
+/*
+** persist.c — a server's state to and from its stored record.
+**
+** Only the server's owner calls these, with no lock held (docs/protocol.md,
+** invariant 5), so the version read at load and the expected version of
+** each write cannot race with another writer in this process.
+**
+** The record carries the start arguments and the option overrides with
+** every write, so any one record is enough to revive the server.  Writes
+** use the stored version as the expected version: a record changed
+** behind the runtime's back fails with PGS_ECONFLICT instead of being
+** overwritten.
+*/
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void pgsi_ref_of(const server *s, pgs_ref *ref)
+{
+    const beh *b = s->beh;
+    memset(ref, 0, sizeof *ref);
+    memcpy(ref->name, b->b->name, b->name_len);
+    ref->key_len = s->key_len;
+    memcpy(ref->key, s->key, s->key_len);
+}
+
+/* Effective options: the server's overrides, else the behaviour's. */
+void pgsi_apply_opts(server *s, const pgs_server_opts *o)
+{
+    const beh *b = s->beh;
+    s->opts = *o;
+    s->idle_ms = o->idle_timeout_ms ? o->idle_timeout_ms : b->idle_ms;
+    s->lifecycle = o->lifecycle ? o->lifecycle : b->lifecycle;
+    s->write_mode = o->write_mode ? o->write_mode : b->write_mode;
+}
+
+static int set_args(server *s, const void *args, size_t len)
+{
+    void *copy = NULL;
+    if (len) {
+        if (!(copy = malloc(len)))
+            return PGS_ENOMEM;
+        memcpy(copy, args, len);
+    }
+    free(s->args);
+    s->args = copy;
+    s->args_len = (uint32_t)len;
+    return PGS_OK;
+}
+
+static int decode_state(server *s, const pgs_record *rec)
+{
+    const pgs_behaviour *b = s->beh->b;
+    void *state = pgsi_server_state(s);
+    memset(state, 0, b->state_size);
+    if (rec->schema_version > b->schema_version)
+        return PGS_ESCHEMA;
+    if (b->decode)
+        return b->decode(state, rec->state, rec->state_len, rec->schema_version)
+                   ? PGS_ECORRUPT : PGS_OK;
+    if (rec->state_len != b->state_size)
+        return PGS_ECORRUPT;
+    if (rec->state_len)
+        memcpy(state, rec->state, rec->state_len);
+    return PGS_OK;
+}
+
+/* Loads s from storage.  PGS_ENOTFOUND if there is no record. */
+int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
+{
+    pgs_record *rec = NULL;
+    int rc = pgs_storage_get(rt->st, ref, &rec);
+    if (rc)
+        return rc;
+    pgs_server_opts o;
+    rc = pgsi_opts_decode(rec->options, rec->options_len, &o);
+    if (!rc)
+        rc = decode_state(s, rec);
+    if (!rc)
+        rc = set_args(s, rec->args, rec->args_len);
+    if (!rc) {
+        pgsi_apply_opts(s, &o);
+        s->version = rec->version;
+        s->dirty = 0;
+        atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->n_active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->n_activations, 1, memory_order_relaxed);
+    }
+    free(rec);
+    return rc;
+}
+
+/* Runs init for a new server and writes its first record. */
+int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
+                    size_t args_len, const pgs_server_opts *opts)
+{
+    const pgs_behaviour *b = s->beh->b;
+    void *state = pgsi_server_state(s);
+    int rc = set_args(s, args, args_len);
+    if (rc)
+        return rc;
+    pgsi_apply_opts(s, opts);
+    memset(state, 0, b->state_size);
+    s->version = 0;
+    int r = b->init(ctx, state, args_len ? args : NULL, args_len);
+    if (r != PGS_PERSIST && r != PGS_NOPERSIST) {
+        if (b->terminate)
+            b->terminate(ctx, state, PGS_REASON_CRASH);
+        return r == PGS_CRASH || r == PGS_STOP ? PGS_ECRASH : PGS_ECALLBACK;
+    }
+    atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->n_active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->n_activations, 1, memory_order_relaxed);
+    return PGS_OK;
+}
+
+/* Encodes the state: a flat block as is, else through encode. */
+static int encode_state(server *s, pgs_buf *buf, size_t max, const void **data,
+                        size_t *len)
+{
+    const pgs_behaviour *b = s->beh->b;
+    if (!b->encode) {
+        *data = pgsi_server_state(s);
+        *len = b->state_size;
+        return *len > max ? PGS_ETOOBIG : PGS_OK;
+    }
+    pgsi_buf_init(buf, max);
+    if (b->encode(pgsi_server_state(s), buf) != 0)
+        return buf->len >= max && max ? PGS_ETOOBIG : PGS_ECALLBACK;
+    *data = buf->data;
+    *len = buf->len;
+    return PGS_OK;
+}
+
+/* Writes s's state as the next version. */
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref)
+{
+    unsigned char opts[PGSI_OPTS_LEN];
+    pgs_buf buf = {0};
+    pgs_record rec = {.ref = *ref};
+    int rc = encode_state(s, &buf, rt->opts.max_message_size, &rec.state, &rec.state_len);
+    if (!rc) {
+        pgsi_opts_encode(&s->opts, opts);
+        rec.version = s->version + 1;
+        rec.schema_version = s->beh->b->schema_version;
+        rec.args = s->args;
+        rec.args_len = s->args_len;
+        rec.options = opts;
+        rec.options_len = sizeof opts;
+        rc = pgs_storage_put(rt->st, &rec, s->version);
+    }
+    pgsi_buf_free(&buf);
+    if (!rc) {
+        s->version++;
+        s->dirty = 0;
+        atomic_fetch_add_explicit(&rt->n_writes, 1, memory_order_relaxed);
+    }
+    return rc;
+}
+
+/* Deletes s's record.  PGS_ENOTFOUND if there was none. */
+int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref)
+{
+    int rc = pgs_storage_del(rt->st, ref);
+    if (!rc || rc == PGS_ENOTFOUND)
+        s->version = 0;
+    return rc;
+}

@@ -1,0 +1,220 @@
+/*
+** runtime.h — the runtime's internal structures, shared by runtime.c,
+** registry.c, server.c, persist.c, timer.c and api.c.
+**
+** Locks, in the only order they may nest:
+**     shard lock  →  run-queue lock  →  timer lock
+** A callback (user code) never runs with any of them held, and storage is
+** never called with any of them held.  Each field below says what guards it.
+** See docs/protocol.md for the activation/passivation protocol.
+*/
+#ifndef PGS_RUNTIME_H
+#define PGS_RUNTIME_H
+
+#include "internal.h"
+
+#include <stdatomic.h>
+
+typedef struct server server;
+typedef struct msg msg;
+typedef struct waiter waiter;
+
+#define PGSI_SHARDS 64          /* registry shards (power of two) */
+#define PGSI_MAX_BEHAVIOURS 256
+#define PGSI_MAX_DEPTH 128      /* nested direct calls on one thread */
+#define PGSI_BATCH 64           /* messages a worker runs per turn of a server */
+
+/* A registered behaviour with its effective defaults.  Immutable once
+** published (rt->nbehs is stored with release order after it is filled). */
+typedef struct beh {
+    const pgs_behaviour *b;
+    uint32_t idle_ms;
+    uint8_t lifecycle, write_mode;
+    uint8_t name_len;
+} beh;
+
+/* Timer heap node: embedded in a server (idle timeout) or a timer entry. */
+enum { TN_IDLE = 1, TN_SEND = 2 };
+typedef struct tnode {
+    int64_t deadline; /* timer lock */
+    uint32_t idx;     /* position in the heap; timer lock */
+    uint8_t kind;     /* immutable */
+} tnode;
+
+/* Server scheduling status (docs/protocol.md). */
+enum { S_IDLE = 0, S_SCHEDULED = 1, S_RUNNING = 2 };
+
+struct server {
+    server *hnext;          /* registry chain; shard lock */
+    server *rnext;          /* run-queue link; run-queue lock */
+    const beh *beh;         /* immutable */
+    msg *mb_head, *mb_tail; /* mailbox; shard lock */
+    const void *owner;      /* owning thread's token when RUNNING; shard lock */
+    int64_t last_active;    /* ns, when last released; shard lock */
+    tnode idle;             /* idle-timeout node; timer lock */
+    uint64_t hash;          /* immutable */
+    /* Shard lock: */
+    uint8_t status, in_runq, in_timer, dead, passivate_pending;
+    uint32_t nwaiting;      /* queued calls whose thread is blocked; shard lock */
+    /* Owner only: */
+    uint8_t dirty, stopped;
+    _Atomic uint8_t loaded; /* written by the owner, read by anyone */
+    uint8_t lifecycle, write_mode; /* effective; owner */
+    uint16_t key_len;       /* immutable */
+    uint32_t idle_ms;       /* effective; owner writes, shard lock readers */
+    uint32_t args_len;      /* owner */
+    pgs_server_opts opts;   /* the stored overrides; owner */
+    uint64_t version;       /* version now stored, 0: none; owner */
+    void *args;             /* start arguments (malloc'd) ; owner */
+    unsigned char key[];    /* key bytes, then the state, aligned */
+};
+
+/* The server's state block, allocated with the struct. */
+void *pgsi_server_state(server *s);
+
+/* Message kinds. */
+enum { M_CALL = 1, M_CAST, M_INFO, M_START, M_STOP, M_DELETE };
+
+struct msg {
+    msg *next;             /* mailbox or outbox link */
+    uint8_t kind;
+    uint8_t info_kind;     /* M_INFO: enum pgs_info_kind */
+    uint8_t direct;        /* on the caller's stack: reply without locking */
+    uint8_t waiting;       /* its caller is blocked waiting; shard lock */
+    int32_t status;        /* M_INFO reply: the call's status */
+    waiter *w;             /* synchronous caller, or NULL; shard lock */
+    pgs_ref *reply_to;     /* async call: where the reply goes (owned) */
+    uint64_t tag;
+    pgs_server_opts opts;  /* M_START */
+    const void *data;      /* payload: inline bytes, or the caller's for direct */
+    size_t len;
+    pgs_ref *target;       /* outbox only: destination (owned) */
+    unsigned char inline_data[];
+};
+
+/* A thread blocked in a call.  Lives on that thread's stack; every field
+** but cv is guarded by the shard lock of the server it waits on. */
+struct waiter {
+    pthread_cond_t cv;
+    int done;          /* the reply (or an error) is in */
+    int status;
+    pgs_bytes reply;
+    server *handoff;   /* ownership of this server was handed to me */
+    const void *token; /* my thread token */
+};
+
+/* The context of one turn (one message handled by one server).  Turns nest
+** on a thread when a handler calls an idle server directly. */
+struct pgs_ctx {
+    pgs_runtime *rt;
+    server *s;
+    pgs_ref self;
+    struct pgs_ctx *outer; /* enclosing turn on this thread */
+    int depth;
+    int kind;              /* M_* being handled */
+    int has_reply;
+    int reply_rc;          /* pgs_reply's failure (e.g. too big): the call's status */
+    pgs_buf reply;
+    msg *out_head, *out_tail; /* sends held back until the turn's write */
+};
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    server **buckets;
+    size_t nbuckets, count;
+} __attribute__((aligned(64))) shard;
+
+struct pgs_runtime {
+    pgs_storage *st;
+    int own_st;                 /* opened by pgs_open: closed by pgs_close */
+    pgs_options opts;
+
+    shard shards[PGSI_SHARDS];
+
+    beh behs[PGSI_MAX_BEHAVIOURS];
+    _Atomic size_t nbehs;       /* published count */
+    pthread_mutex_t reg_lock;   /* serialises pgs_register */
+
+    /* Run queue of servers with work; run-queue lock. */
+    pthread_mutex_t rq_lock;
+    pthread_cond_t rq_cv;       /* workers wait here */
+    pthread_cond_t quiet_cv;    /* shutdown waits for quiescence here */
+    server *rq_head, *rq_tail;
+    int rq_sleeping, rq_busy, rq_stop;
+    int nworkers;
+    pthread_t *workers;
+
+    /* Timers; timer lock. */
+    pthread_mutex_t t_lock;
+    pthread_cond_t t_cv;
+    tnode **heap;
+    size_t heap_len, heap_cap;
+    struct tentry **tmap;       /* id → entry, chained */
+    size_t tmap_cap, tmap_count;
+    uint64_t next_timer_id;
+    int t_stop;
+    int t_running;              /* the timer thread exists (owner: open/shutdown) */
+    pthread_t timer_thread;
+
+    _Atomic int closing;
+    _Atomic long inflight;      /* API calls in progress from any thread */
+    pthread_mutex_t close_lock; /* serialises pgs_shutdown */
+    int shut;
+
+    /* Statistics (relaxed atomics: counters, no ordering needed). */
+    _Atomic uint64_t n_active, n_activations, n_passivations, n_crashes,
+        n_messages, n_writes;
+};
+
+/* ---- runtime.c */
+const beh *pgsi_beh_find(pgs_runtime *rt, const char *name);
+void pgsi_runq_push(pgs_runtime *rt, server *s); /* shard lock held, !in_runq */
+const void *pgsi_thread_token(void);
+pgs_ctx *pgsi_current_ctx(void);
+void pgsi_set_ctx(pgs_ctx *ctx);
+
+/* ---- registry.c (shard lock held for all but pgsi_shard_of) */
+shard *pgsi_shard_of(pgs_runtime *rt, uint64_t hash);
+server *pgsi_reg_find(shard *sh, const beh *b, uint64_t hash, const void *key, size_t key_len);
+int pgsi_reg_insert(shard *sh, server *s);
+void pgsi_reg_remove(shard *sh, server *s);
+server *pgsi_server_new(const beh *b, uint64_t hash, const void *key, size_t key_len);
+void pgsi_server_free(server *s);
+
+/* ---- server.c */
+/* Delivers msg to the server named by ref (creating its struct).  Takes
+** ownership of m.  Used by sends, timers and outbox flushes. */
+int pgsi_send(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m);
+/* Synchronous request of any kind (call, start, stop, delete). */
+int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
+                 const void *data, size_t len, const pgs_server_opts *opts,
+                 pgs_bytes *reply, int timeout_ms);
+/* A worker runs a server popped from the run queue. */
+void pgsi_run_popped(pgs_runtime *rt, server *s);
+/* The timer found s's idle entry due. */
+void pgsi_idle_due(pgs_runtime *rt, server *s);
+/* Shutdown: passivate and free every server (single-threaded by then). */
+void pgsi_passivate_all(pgs_runtime *rt);
+/* Revives a permanent server (start-like activation without args). */
+int pgsi_revive(pgs_runtime *rt, const beh *b, const pgs_ref *ref);
+msg *pgsi_msg_new(int kind, const void *data, size_t len);
+void pgsi_msg_free(msg *m);
+
+/* ---- persist.c (owner only, no lock held) */
+int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref);
+int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
+                    size_t args_len, const pgs_server_opts *opts);
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref);
+int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref);
+void pgsi_apply_opts(server *s, const pgs_server_opts *o);
+void pgsi_ref_of(const server *s, pgs_ref *ref);
+
+/* ---- timer.c */
+int pgsi_timer_start(pgs_runtime *rt);
+void pgsi_timer_stop(pgs_runtime *rt);
+void pgsi_timer_free(pgs_runtime *rt);
+void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held */
+int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t delay_ms,
+                   const void *data, size_t len, uint64_t *id);
+
+#endif
