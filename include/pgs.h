@@ -271,18 +271,23 @@ typedef struct pgs_record {
     pgs_ref ref;
     uint64_t version;        /* 1 for the first write, +1 per write */
     uint32_t schema_version; /* the behaviour's schema_version at write time */
-    uint32_t checksum;       /* pgs_record_checksum() of all other fields */
+    uint64_t checksum;       /* pgs_record_checksum() of all other fields */
     const void *args;    size_t args_len;     /* start arguments */
     const void *options; size_t options_len;  /* encoded pgs_server_opts */
     const void *state;   size_t state_len;    /* encoded state */
 } pgs_record;
 
-/* CRC-32 over every field but `checksum` itself. */
-uint32_t pgs_record_checksum(const pgs_record *rec);
+/* 64-bit XXH3 (libxxhash) over every field but `checksum` itself: first
+** over a header laid out as (integers little-endian) the name with its NUL,
+** key_len (2 bytes), the key, version (8), schema_version (4), args_len,
+** options_len and state_len (8 each); then args, options and state, each
+** hashed with the running value as its seed. */
+uint64_t pgs_record_checksum(const pgs_record *rec);
 
 /* Makes one malloc'd block holding a deep copy of *src (all byte fields
 ** point inside it).  The caller owns *out and frees it with free(). 
-** Adapters use it to return records from get.  Errors: PGS_ENOMEM. */
+** Adapters use it to return records from get.  Errors: PGS_EINVAL (NULL),
+** PGS_ENOMEM. */
 int pgs_record_copy(const pgs_record *src, pgs_record **out);
 
 enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
@@ -290,7 +295,8 @@ enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
 /* One write of a batch. */
 typedef struct pgs_write {
     int op;                     /* enum pgs_write_op */
-    const pgs_record *record;   /* PUT: the record (its ref names the server) */
+    pgs_record *record;         /* PUT: the record (its ref names the server);
+                                   pgs_storage_batch fills its checksum */
     const pgs_ref *ref;         /* DELETE: the server */
     uint64_t expected_version;  /* PUT: the version now stored (0: none);
                                    DELETE: ignored */
@@ -316,8 +322,12 @@ typedef struct pgs_storage_ops {
     int (*get)(void *state, const pgs_ref *ref, pgs_record **out);
 
     /* Applies all writes or none.  A PUT whose expected_version differs from
-    ** the stored version fails the whole batch with PGS_ECONFLICT.  Errors:
-    ** PGS_ECONFLICT, PGS_ESTORAGE, PGS_ENOMEM. */
+    ** the stored version fails the whole batch with PGS_ECONFLICT.  A batch
+    ** names each ref at most once (pgs_storage_batch checks).  A DELETE of
+    ** an absent ref is a no-op, except that a batch made of that one DELETE
+    ** returns PGS_ENOTFOUND.  Versions start at 1; 0 means "no record".
+    ** Errors: PGS_ECONFLICT, PGS_ENOTFOUND, PGS_EINVAL, PGS_ESTORAGE,
+    ** PGS_ENOMEM. */
     int (*batch)(void *state, const pgs_write *writes, size_t n);
 
     /* Calls fn for each record of behaviour `name` (every record if NULL), in
@@ -338,8 +348,10 @@ int pgs_storage_open(pgs_storage **out, const char *url, const pgs_storage_ops *
 void pgs_storage_close(pgs_storage *st);
 
 /* Direct record access, for tools and tests; any thread.  put and del are
-** one-write batches.  put fills rec->checksum itself.  get verifies the
-** checksum: PGS_ECORRUPT if it does not match. */
+** one-write batches: del returns PGS_ENOTFOUND if there was nothing to
+** delete.  put fills rec->checksum itself.  get verifies the checksum and
+** that the record is the one asked for: PGS_ECORRUPT if not; scan stops at
+** the first such record with PGS_ECORRUPT. */
 int pgs_storage_get(pgs_storage *st, const pgs_ref *ref, pgs_record **out);
 int pgs_storage_put(pgs_storage *st, pgs_record *rec, uint64_t expected_version);
 int pgs_storage_del(pgs_storage *st, const pgs_ref *ref);

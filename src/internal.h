@@ -50,4 +50,13 @@ static inline int64_t pgsi_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* ------------------------------------------------------------------------
+** Added by util.c / ref.c / storage.c (storage layer).
+*/
+
+/* PGS_OK if ref is well formed: name NUL-terminated inside ref->name and
+** valid, key_len <= PGS_KEY_MAX.  *name_len (may be NULL) receives the
+** name's length.  Errors: PGS_EINVAL (NULL ref), PGS_EREF. */
+int pgsi_ref_check(const pgs_ref *ref, size_t *name_len);
+
 #endif

@@ -1,0 +1,198 @@
+/*
+** util.c — small helpers shared by the whole library: error strings, the
+** growable pgs_buf, the stored options layout, ref hashing and name checks,
+** and the runtime options' defaults.
+*/
+#include "internal.h"
+
+#include <xxhash.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------
+** Error codes.  Both tables come from PGS_ERRNO_MAP so they cannot drift.
+*/
+const char *pgs_strerror(int code)
+{
+    switch (code) {
+    case PGS_OK:
+        return "success";
+#define PGS_STRERR_(name, val, msg) \
+    case PGS_##name:                \
+        return msg;
+        PGS_ERRNO_MAP(PGS_STRERR_)
+#undef PGS_STRERR_
+    }
+    return "unknown error";
+}
+
+const char *pgs_errname(int code)
+{
+    switch (code) {
+    case PGS_OK:
+        return "PGS_OK";
+#define PGS_ERRNAME_(name, val, msg) \
+    case PGS_##name:                 \
+        return "PGS_" #name;
+        PGS_ERRNO_MAP(PGS_ERRNAME_)
+#undef PGS_ERRNAME_
+    }
+    return "PGS_E?";
+}
+
+void pgs_bytes_free(pgs_bytes *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+/* ------------------------------------------------------------------------
+** pgs_buf.  max == 0 means "no bound but memory": a zero-initialised buffer
+** is usable as is.
+*/
+void pgsi_buf_init(pgs_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+/* Frees the bytes; the buffer is empty and reusable afterwards (max kept). */
+void pgsi_buf_free(pgs_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Grows b->cap to at least `need`, doubling so n appends cost O(n). */
+static int buf_reserve(pgs_buf *b, size_t need, size_t limit)
+{
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+    if (cap > limit)
+        cap = limit; /* never hold more than max allows */
+    unsigned char *p = realloc(b->data, cap);
+    if (!p)
+        return PGS_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return PGS_OK;
+}
+
+int pgs_buf_append(pgs_buf *b, const void *data, size_t len)
+{
+    if (!b || (!data && len))
+        return PGS_EINVAL;
+    size_t limit = b->max ? b->max : SIZE_MAX;
+    if (b->len > limit || len > limit - b->len)
+        return PGS_ETOOBIG;
+    if (len == 0)
+        return PGS_OK;
+    if (b->len + len > b->cap) {
+        int rc = buf_reserve(b, b->len + len, limit);
+        if (rc)
+            return rc;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return PGS_OK;
+}
+
+/* ------------------------------------------------------------------------
+** Stored options: byte 0 format version, 1 lifecycle, 2 write mode,
+** 3 reserved (0), 4..7 idle_timeout_ms little-endian.  Fixed layout so a
+** record written by one build or host reads back in any other.
+*/
+#define OPTS_FORMAT 1
+
+void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN])
+{
+    uint32_t t = o->idle_timeout_ms;
+    out[0] = OPTS_FORMAT;
+    out[1] = o->lifecycle;
+    out[2] = o->write_mode;
+    out[3] = 0;
+    out[4] = (unsigned char)t;
+    out[5] = (unsigned char)(t >> 8);
+    out[6] = (unsigned char)(t >> 16);
+    out[7] = (unsigned char)(t >> 24);
+}
+
+int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o)
+{
+    const unsigned char *p = data;
+    if (!p || len != PGSI_OPTS_LEN || !o)
+        return PGS_ECORRUPT;
+    if (p[0] != OPTS_FORMAT || p[3] != 0)
+        return PGS_ECORRUPT;
+    if (p[1] > PGS_PERMANENT || p[2] > PGS_WRITE_ON_PASSIVATE)
+        return PGS_ECORRUPT;
+    o->lifecycle = p[1];
+    o->write_mode = p[2];
+    o->idle_timeout_ms = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+                         (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+    return PGS_OK;
+}
+
+/* XXH3 (libxxhash) of the name with its NUL, then of the key seeded with
+** that: ("a","bc") and ("ab","c") hash apart. */
+uint64_t pgsi_ref_hash(const pgs_ref *ref)
+{
+    size_t nl = strnlen(ref->name, sizeof ref->name);
+    size_t kl = ref->key_len <= PGS_KEY_MAX ? ref->key_len : PGS_KEY_MAX;
+    uint64_t h = XXH3_64bits(ref->name, nl < sizeof ref->name ? nl + 1 : nl);
+    return XXH3_64bits_withSeed(ref->key, kl, h);
+}
+
+/* ------------------------------------------------------------------------
+** Names and refs.
+*/
+int pgsi_name_valid(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > PGS_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int pgsi_ref_check(const pgs_ref *ref, size_t *name_len)
+{
+    if (!ref)
+        return PGS_EINVAL;
+    size_t n = strnlen(ref->name, sizeof ref->name);
+    if (n == sizeof ref->name || !pgsi_name_valid(ref->name, n) ||
+        ref->key_len > PGS_KEY_MAX)
+        return PGS_EREF;
+    if (name_len)
+        *name_len = n;
+    return PGS_OK;
+}
+
+/* ------------------------------------------------------------------------
+** Runtime options.
+*/
+void pgs_options_init(pgs_options *opts)
+{
+    if (!opts)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->version = PGS_OPTIONS_VERSION;
+    opts->workers = 0;
+    opts->idle_timeout_ms = 30000;
+    opts->max_message_size = (size_t)16 << 20;
+    opts->storage = NULL;
+    opts->default_call_timeout_ms = 5000;
+}
