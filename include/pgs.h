@@ -59,7 +59,8 @@ extern "C" {
     X(ELOOP, -19, "call chain nested too deeply")                             \
     X(ENOTSUP, -20, "operation not supported here")                           \
     X(ESCHEMA, -21, "stored state has a newer schema version than the code")  \
-    X(EBUSY, -22, "resource busy")
+    X(EBUSY, -22, "resource busy (e.g. the store is in use by another process)") \
+    X(ENOSPC, -23, "storage is full")
 
 enum pgs_status {
     PGS_OK = 0,

@@ -28,6 +28,7 @@ void pgsi_buf_free(pgs_buf *b);
 
 /* Built-in adapters, found by URL scheme. */
 extern const pgs_storage_ops pgsi_memory_ops;
+extern const pgs_storage_ops pgsi_sqlite_ops;
 const pgs_storage_ops *pgsi_storage_builtin(const char *url);
 
 /* Options as stored in a record: a fixed little-endian layout, so a record

@@ -260,8 +260,10 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
     int rc;
     switch (r) {
     case PGS_PERSIST:
-        if ((rc = persist(rt, s, ctx)))
-            crash(rt, s, ctx); /* unpersisted state must not be seen */
+        if ((rc = persist(rt, s, ctx)) == PGS_ECALLBACK || rc == PGS_ETOOBIG)
+            crash(rt, s, ctx); /* encode failed: the behaviour's fault */
+        else if (rc)           /* storage failed: drop what was not written */
+            unload(rt, s, ctx, PGS_REASON_CRASH);
         return rc;
     case PGS_NOPERSIST:
         s->dirty = 1;

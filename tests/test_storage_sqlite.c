@@ -1,0 +1,92 @@
+/*
+** test_storage_sqlite.c — the sqlite: adapter against the conformance
+** suite, plus what only a file-backed store has: data surviving a reopen,
+** a store in use by another process refused with PGS_EBUSY, and an
+** unwritable location refused with a clear error.
+*/
+#include "conformance.c"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/pgs-sqlite-XXXXXX";
+static char url[256];
+
+static void put_one(pgs_storage *st, const char *key, uint64_t expected)
+{
+    pgs_record rec = {0};
+    REQUIRE_OK(pgs_ref_make(&rec.ref, "conf-reopen", key, strlen(key)));
+    rec.version = expected + 1;
+    rec.state = "hello";
+    rec.state_len = 5;
+    REQUIRE_OK(pgs_storage_put(st, &rec, expected));
+}
+
+static void survives_reopen(void)
+{
+    pgs_storage *st;
+    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    pgs_ref ref;
+    pgs_ref_make(&ref, "conf-reopen", "k", 1);
+    pgs_storage_del(st, &ref);
+    put_one(st, "k", 0);
+    put_one(st, "k", 1);
+    pgs_storage_close(st);
+    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    pgs_record *got = NULL;
+    CHECK_EQ(pgs_storage_get(st, &ref, &got), PGS_OK);
+    if (got) {
+        CHECK_EQ(got->version, 2);
+        CHECK(got->state_len == 5 && memcmp(got->state, "hello", 5) == 0);
+    }
+    free(got);
+    pgs_storage_close(st);
+}
+
+static void store_in_use_is_busy(void)
+{
+    pgs_storage *st;
+    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    pid_t pid = fork();
+    if (pid == 0) {
+        pgs_storage *other = NULL;
+        int rc = pgs_storage_open(&other, url, NULL);
+        _exit(rc == PGS_EBUSY ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pgs_storage_close(st);
+}
+
+static void unwritable_location_is_refused(void)
+{
+    pgs_storage *st = NULL;
+    int rc = pgs_storage_open(&st, "sqlite:/proc/pgs-cannot-be-here/x.db", NULL);
+    CHECK(rc == PGS_ESTORAGE);
+    CHECK(st == NULL);
+    char ro[300];
+    snprintf(ro, sizeof ro, "%s/ro", dir);
+    mkdir(ro, 0555);
+    snprintf(ro, sizeof ro, "sqlite:%s/ro/x.db", dir);
+    if (geteuid() != 0) { /* root ignores directory permissions */
+        CHECK(pgs_storage_open(&st, ro, NULL) != PGS_OK);
+    }
+    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?synchronous=sometimes", NULL), PGS_EURL);
+}
+
+int main(void)
+{
+    REQUIRE(mkdtemp(dir));
+    snprintf(url, sizeof url, "sqlite:%s/store.db", dir);
+    int failures = pgs_conformance_run(url, NULL);
+    RUN(survives_reopen);
+    RUN(store_in_use_is_busy);
+    RUN(unwritable_location_is_refused);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return failures || CHECK_DONE();
+}
