@@ -54,13 +54,12 @@ extern "C" {
     X(ECORRUPT, -14, "corrupt stored record (checksum or format mismatch)")   \
     X(EURL, -15, "bad or unsupported storage URL")                            \
     X(EDEADLK, -16, "call would deadlock (server calls itself)")              \
-    X(ESTOPPED, -17, "server stopped before handling the message")            \
-    X(EVERSION, -18, "unsupported struct version")                            \
-    X(ELOOP, -19, "call chain nested too deeply")                             \
-    X(ENOTSUP, -20, "operation not supported here")                           \
-    X(ESCHEMA, -21, "stored state has a newer schema version than the code")  \
-    X(EBUSY, -22, "resource busy (e.g. the store is in use by another process)") \
-    X(ENOSPC, -23, "storage is full")
+    X(EVERSION, -17, "unsupported struct version")                            \
+    X(ELOOP, -18, "call chain nested too deeply")                             \
+    X(ENOTSUP, -19, "operation not supported here")                           \
+    X(ESCHEMA, -20, "stored state has a newer schema version than the code")  \
+    X(EBUSY, -21, "resource busy (e.g. the store is in use by another process)") \
+    X(ENOSPC, -22, "storage is full")
 
 enum pgs_status {
     PGS_OK = 0,
@@ -183,7 +182,9 @@ enum pgs_result {
     PGS_PERSIST = 0,    /* write the state (per the write mode) */
     PGS_NOPERSIST = 1,  /* keep the new state in memory, skip this write */
     PGS_STOP = 2,       /* stop normally (the state is deleted per the lifecycle) */
-    PGS_CRASH = 3       /* failure: drop the in-memory state, revive from storage */
+    PGS_CRASH = 3,      /* failure: drop the in-memory state, revive from storage */
+    PGS_UNCHANGED = 4   /* the turn did not change the state (a read): nothing
+                           to write now or at passivation */
 };
 
 /* Why terminate runs. */
@@ -226,8 +227,10 @@ typedef struct pgs_behaviour {
     pgs_server_opts defaults; /* behaviour-wide option defaults (0 = runtime's) */
 
     /* Fills the zeroed state from the start arguments (args may be NULL when
-    ** args_len is 0).  Returns PGS_PERSIST (or PGS_NOPERSIST, treated
-    ** alike: a new server is always written), or PGS_CRASH to refuse. */
+    ** args_len is 0).  Returns PGS_PERSIST (PGS_NOPERSIST and
+    ** PGS_UNCHANGED are treated alike: a new server is always written), or
+    ** PGS_CRASH (or PGS_STOP) to refuse: pgs_start then fails with
+    ** PGS_ECRASH and nothing is stored. */
     int (*init)(pgs_ctx *ctx, void *state, const void *args, size_t args_len);
 
     /* Handles a call; sets the reply with pgs_reply() (none: an empty reply). */
@@ -260,6 +263,9 @@ const pgs_ref *pgs_self(const pgs_ctx *ctx);
 
 /* The runtime running the callback. */
 struct pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx);
+
+/* The `user` pointer given in pgs_options at pgs_open (NULL if none). */
+void *pgs_user(const pgs_ctx *ctx);
 
 /* ------------------------------------------------------------------------
 ** Storage: records and the adapter vtable.
@@ -375,6 +381,9 @@ typedef struct pgs_options {
     pgs_storage *storage;     /* if not NULL: use this open store (borrowed:
                                  it must outlive the runtime) instead of url */
     uint32_t default_call_timeout_ms; /* for timeout_ms < 0; 0: 5000 */
+    void *user;               /* the application's context, handed to every
+                                 callback through pgs_user(); pgs never
+                                 touches it (owned by the caller) */
 } pgs_options;
 
 /* Fills *opts with the defaults. */
@@ -420,7 +429,7 @@ int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len
 ** receives the reply, owned by the caller.  A passivated server is
 ** reactivated first.  The message is copied.  Errors: PGS_EINVAL, PGS_EREF,
 ** PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ENOTFOUND (never started, stopped or
-** deleted), PGS_ESTOPPED (stopped while the call was queued), PGS_ECRASH,
+** deleted, including while the call was queued), PGS_ECRASH,
 ** PGS_ECALLBACK, PGS_ETIMEDOUT (the message may still be handled later),
 ** PGS_EDEADLK, PGS_ELOOP, PGS_ECORRUPT, PGS_ESTORAGE, PGS_ECLOSED.
 ** Any thread, including callbacks (calling another server). */
@@ -456,8 +465,10 @@ int pgs_cancel_timer(pgs_runtime *rt, uint64_t id);
 /* Stops the server normally, after the messages queued before: terminate
 ** runs with PGS_REASON_STOP and the state is deleted (temporary and
 ** transient) or kept (permanent, which is then revived).  Messages queued
-** behind the stop get PGS_ESTOPPED.  Errors: PGS_ENOTFOUND and those of
-** pgs_call.  Any thread, not the server's own callbacks (return PGS_STOP). */
+** behind the stop meet a server that no longer exists: PGS_ENOTFOUND, or
+** a fresh init for a virtual behaviour.  Errors: PGS_ENOTFOUND and those
+** of pgs_call.  Any thread, not the server's own callbacks (they return
+** PGS_STOP). */
 int pgs_stop(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
 
 /* Deletes the server whatever its lifecycle: terminate runs with

@@ -217,6 +217,11 @@ pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx)
     return ctx ? ctx->rt : NULL;
 }
 
+void *pgs_user(const pgs_ctx *ctx)
+{
+    return ctx ? ctx->rt->opts.user : NULL;
+}
+
 /* ------------------------------------------------------------------------
 ** Introspection.
 */

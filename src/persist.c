@@ -104,7 +104,7 @@ int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
     memset(state, 0, b->state_size);
     s->version = 0;
     int r = b->init(ctx, state, args_len ? args : NULL, args_len);
-    if (r != PGS_PERSIST && r != PGS_NOPERSIST) {
+    if (r != PGS_PERSIST && r != PGS_NOPERSIST && r != PGS_UNCHANGED) {
         if (b->terminate)
             b->terminate(ctx, state, PGS_REASON_CRASH);
         return r == PGS_CRASH || r == PGS_STOP ? PGS_ECRASH : PGS_ECALLBACK;

@@ -57,7 +57,7 @@ struct server {
     uint8_t status, in_runq, in_timer, dead, passivate_pending;
     uint32_t nwaiting;      /* queued calls whose thread is blocked; shard lock */
     /* Owner only: */
-    uint8_t dirty, stopped;
+    uint8_t dirty;
     _Atomic uint8_t loaded; /* written by the owner, read by anyone */
     uint8_t lifecycle, write_mode; /* effective; owner */
     uint16_t key_len;       /* immutable */
@@ -81,6 +81,8 @@ struct msg {
     uint8_t info_kind;     /* M_INFO: enum pgs_info_kind */
     uint8_t direct;        /* on the caller's stack: reply without locking */
     uint8_t waiting;       /* its caller is blocked waiting; shard lock */
+    uint8_t sync;          /* queued by a synchronous caller (w may be set);
+                              immutable once queued */
     int32_t status;        /* M_INFO reply: the call's status */
     waiter *w;             /* synchronous caller, or NULL; shard lock */
     pgs_ref *reply_to;     /* async call: where the reply goes (owned) */

@@ -164,12 +164,10 @@ static void crash(pgs_runtime *rt, server *s, pgs_ctx *ctx)
 {
     unload(rt, s, ctx, PGS_REASON_CRASH);
     atomic_fetch_add_explicit(&rt->n_crashes, 1, memory_order_relaxed);
-    if (s->lifecycle == PGS_TEMPORARY) {
-        pgsi_erase(rt, s, &ctx->self);
-        s->stopped = 1;
-    } else if (s->lifecycle == PGS_PERMANENT) {
+    if (s->lifecycle == PGS_TEMPORARY)
+        pgsi_erase(rt, s, &ctx->self); /* gone: later messages find no record */
+    else if (s->lifecycle == PGS_PERMANENT)
         pgsi_load(rt, s, &ctx->self); /* eager revival; a failure waits for the next message */
-    }
 }
 
 /* A normal stop: permanent servers keep their state and are revived. */
@@ -185,7 +183,6 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
     }
     unload(rt, s, ctx, reason);
     rc = pgsi_erase(rt, s, &ctx->self);
-    s->stopped = 1;
     return rc == PGS_ENOTFOUND && reason == PGS_REASON_STOP ? PGS_OK : rc;
 }
 
@@ -208,21 +205,19 @@ static int create(pgs_runtime *rt, server *s, pgs_ctx *ctx, const void *args,
         return rc;
     if ((rc = pgsi_write(rt, s, &ctx->self)))
         unload(rt, s, ctx, PGS_REASON_CRASH);
-    else
-        s->stopped = 0;
     return rc;
 }
 
 /* Brings an unloaded server into memory for message m.  Returns CONTINUE
-** when the handler should run, or the message's final status. */
+** when the handler should run, or the message's final status.  A stopped
+** or deleted server is simply one without a record: messages queued behind
+** the stop meet it exactly as later ones do (PGS_ENOTFOUND, or a fresh
+** init for a virtual behaviour). */
 static int activate(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
     static const pgs_server_opts no_opts;
-    if (m->kind == M_DELETE) {
-        int rc = pgsi_erase(rt, s, &ctx->self);
-        s->stopped = s->stopped || rc == PGS_OK;
-        return rc;
-    }
+    if (m->kind == M_DELETE)
+        return pgsi_erase(rt, s, &ctx->self);
     int rc = pgsi_load(rt, s, &ctx->self);
     if (rc == PGS_OK)
         return m->kind == M_START ? PGS_OK : CONTINUE;
@@ -268,6 +263,8 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
     case PGS_NOPERSIST:
         s->dirty = 1;
         return PGS_OK;
+    case PGS_UNCHANGED:
+        return PGS_OK;
     case PGS_STOP:
         if (s->lifecycle == PGS_PERMANENT)
             s->dirty = 1; /* the turn completed: keep what it did */
@@ -283,11 +280,6 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
 
 static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
-    if (s->stopped) {
-        if (m->kind != M_START)
-            return m->kind == M_DELETE ? PGS_ENOTFOUND : PGS_ESTOPPED;
-        s->stopped = 0;
-    }
     if (!atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
         int rc = activate(rt, s, ctx, m);
         if (rc != CONTINUE)
@@ -341,7 +333,7 @@ static void deliver(pgs_runtime *rt, server *s, msg *m, int status, pgs_ctx *ctx
         m->w->done = 1;
         return;
     }
-    if (m->w) {
+    if (m->sync) { /* m->w may be detached by a timed-out caller: read it locked */
         shard *sh = pgsi_shard_of(rt, s->hash);
         pthread_mutex_lock(&sh->lock);
         waiter *w = m->w;
@@ -517,6 +509,7 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
     int own = 0;
     cv_init(w);
     m->w = w;
+    m->sync = 1;
     mb_push(s, m);
     if (s->status == S_SCHEDULED) { /* take it over: no thread hop */
         s->status = S_RUNNING;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int check_failures_;
+static int check_failures_ __attribute__((unused));
 
 #define CHECK(cond)                                                          \
     do {                                                                     \
