@@ -389,10 +389,17 @@ typedef struct pgs_options {
 /* Fills *opts with the defaults. */
 void pgs_options_init(pgs_options *opts);
 
-/* Opens a runtime on the storage named by `url` (or opts->storage).
-** opts may be NULL for the defaults.  *out is owned by the caller and
-** released by pgs_close().  Errors: PGS_EINVAL, PGS_EVERSION, PGS_EURL,
-** PGS_ENOMEM, PGS_ESTORAGE.  Any thread. */
+/* The store pgs_open uses when given neither a URL nor opts->storage: the
+** SQLite file pgs.db in the working directory. */
+#define PGS_DEFAULT_URL "sqlite:pgs.db"
+
+/* Opens a runtime on the storage named by `url` (or opts->storage; with
+** neither, PGS_DEFAULT_URL).  URLs: "memory:" (in this process only, gone
+** at close), "sqlite:PATH[?synchronous=full|normal|off]".  opts may be
+** NULL for the defaults.  *out is owned by the caller and released by
+** pgs_close(); on failure it is set to NULL.  Errors: PGS_EINVAL,
+** PGS_EVERSION, PGS_EURL, PGS_ENOMEM, PGS_ESTORAGE, PGS_EBUSY (the store
+** is open in another process).  Any thread. */
 int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts);
 
 /* Registers a behaviour.  `b` is borrowed and must stay valid and unchanged
@@ -405,7 +412,8 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b);
 ** queued messages are handled, then every active server passivates
 ** (writes if dirty, terminate with PGS_REASON_SHUTDOWN) and keeps its
 ** state.  The handle stays valid until pgs_close().  Idempotent.  Call it
-** from outside any callback. */
+** from outside any callback.  Returns PGS_OK, or PGS_ESTORAGE if some
+** server's unwritten changes (PGS_NOPERSIST turns) could not be stored. */
 int pgs_shutdown(pgs_runtime *rt);
 
 /* pgs_shutdown(), then frees everything rt owns (not a borrowed storage).

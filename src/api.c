@@ -11,13 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Counts the call in this thread's inflight slot, then checks `closing`.
+** Both are sequentially consistent, against pgs_shutdown's store of
+** `closing` and its sum of the slots: either the call sees `closing` and
+** backs out, or shutdown sees the call and waits for it. */
 static int enter(pgs_runtime *rt)
 {
     if (!rt)
         return PGS_EINVAL;
-    atomic_fetch_add(&rt->inflight, 1);
+    _Atomic long *n = &rt->inflight[pgsi_thread_slot()].n;
+    atomic_fetch_add(n, 1);
     if (atomic_load(&rt->closing)) {
-        atomic_fetch_sub(&rt->inflight, 1);
+        atomic_fetch_sub(n, 1);
         return PGS_ECLOSED;
     }
     return PGS_OK;
@@ -25,20 +30,21 @@ static int enter(pgs_runtime *rt)
 
 static int leave(pgs_runtime *rt, int rc)
 {
-    atomic_fetch_sub(&rt->inflight, 1);
+    atomic_fetch_sub(&rt->inflight[pgsi_thread_slot()].n, 1);
     return rc;
 }
 
-/* Checks a caller's ref and finds its behaviour. */
+/* Checks a caller's ref and finds its behaviour.  The common case costs
+** one short memcmp: a name equal to a registered one is valid. */
 static int check_ref(pgs_runtime *rt, const pgs_ref *ref, const beh **out)
 {
     if (!ref)
         return PGS_EINVAL;
-    size_t n = strnlen(ref->name, sizeof ref->name);
-    if (n == sizeof ref->name || !pgsi_name_valid(ref->name, n) || ref->key_len > PGS_KEY_MAX)
+    if (ref->key_len > PGS_KEY_MAX)
         return PGS_EREF;
-    *out = pgsi_beh_find(rt, ref->name);
-    return *out ? PGS_OK : PGS_ENOBEHAVIOUR;
+    if ((*out = pgsi_beh_of_ref(rt, ref)))
+        return PGS_OK;
+    return pgsi_ref_check(ref, NULL) ? PGS_EREF : PGS_ENOBEHAVIOUR;
 }
 
 static int check_msg(pgs_runtime *rt, const void *data, size_t len)
@@ -229,12 +235,16 @@ int pgs_stats_get(pgs_runtime *rt, pgs_stats *out)
 {
     if (!rt || !out)
         return PGS_EINVAL;
-    out->active = atomic_load_explicit(&rt->n_active, memory_order_relaxed);
-    out->activations = atomic_load_explicit(&rt->n_activations, memory_order_relaxed);
-    out->passivations = atomic_load_explicit(&rt->n_passivations, memory_order_relaxed);
-    out->crashes = atomic_load_explicit(&rt->n_crashes, memory_order_relaxed);
-    out->messages = atomic_load_explicit(&rt->n_messages, memory_order_relaxed);
-    out->writes = atomic_load_explicit(&rt->n_writes, memory_order_relaxed);
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < PGSI_SHARDS; i++) {
+        const stats *st = &rt->shards[i].st;
+        out->active += atomic_load_explicit(&st->active, memory_order_relaxed);
+        out->activations += atomic_load_explicit(&st->activations, memory_order_relaxed);
+        out->passivations += atomic_load_explicit(&st->passivations, memory_order_relaxed);
+        out->crashes += atomic_load_explicit(&st->crashes, memory_order_relaxed);
+        out->messages += atomic_load_explicit(&st->messages, memory_order_relaxed);
+        out->writes += atomic_load_explicit(&st->writes, memory_order_relaxed);
+    }
     return PGS_OK;
 }
 

@@ -84,8 +84,8 @@ int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
         s->version = rec->version;
         s->dirty = 0;
         atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&rt->n_active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&rt->n_activations, 1, memory_order_relaxed);
+        PGSI_STAT(rt, s, active, 1);
+        PGSI_STAT(rt, s, activations, 1);
     }
     free(rec);
     return rc;
@@ -110,8 +110,8 @@ int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
         return r == PGS_CRASH || r == PGS_STOP ? PGS_ECRASH : PGS_ECALLBACK;
     }
     atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt->n_active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt->n_activations, 1, memory_order_relaxed);
+    PGSI_STAT(rt, s, active, 1);
+    PGSI_STAT(rt, s, activations, 1);
     return PGS_OK;
 }
 
@@ -154,7 +154,7 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref)
     if (!rc) {
         s->version++;
         s->dirty = 0;
-        atomic_fetch_add_explicit(&rt->n_writes, 1, memory_order_relaxed);
+        PGSI_STAT(rt, s, writes, 1);
     }
     return rc;
 }

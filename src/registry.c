@@ -8,12 +8,15 @@
 **
 ** A server struct carries its key inline and its state block after it, so
 ** an active server costs one allocation.  A passivated server costs
-** nothing here: it is removed, and lives only in storage.
+** nothing here: it is removed, and lives only in storage; the bucket
+** arrays grow and shrink with the number of servers in memory.
 */
 #include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define MIN_BUCKETS 64 /* per shard; a power of two */
 
 shard *pgsi_shard_of(pgs_runtime *rt, uint64_t hash)
 {
@@ -66,9 +69,10 @@ server *pgsi_reg_find(shard *sh, const beh *b, uint64_t hash, const void *key, s
     return NULL;
 }
 
-static int grow(shard *sh)
+/* Rehashes the shard into n buckets (a power of two).  PGS_ENOMEM leaves
+** the old table in place. */
+static int rehash(shard *sh, size_t n)
 {
-    size_t n = sh->nbuckets ? sh->nbuckets * 2 : 64;
     server **nb = calloc(n, sizeof *nb);
     if (!nb)
         return PGS_ENOMEM;
@@ -89,9 +93,9 @@ static int grow(shard *sh)
 int pgsi_reg_insert(shard *sh, server *s)
 {
     if (sh->count >= sh->nbuckets) {
-        int rc = grow(sh);
-        if (rc)
-            return rc;
+        int rc = rehash(sh, sh->nbuckets ? sh->nbuckets * 2 : MIN_BUCKETS);
+        if (rc && !sh->nbuckets)
+            return rc; /* else: longer chains, still correct */
     }
     server **head = &sh->buckets[s->hash & (sh->nbuckets - 1)];
     s->hnext = *head;
@@ -108,4 +112,24 @@ void pgsi_reg_remove(shard *sh, server *s)
     *p = s->hnext;
     s->hnext = NULL;
     sh->count--;
+    /* Shrink when mostly empty, so passivated servers do not keep the
+    ** buckets of their busiest hour (a quarter, not a half: no flapping). */
+    if (sh->nbuckets > MIN_BUCKETS && sh->count < sh->nbuckets / 4)
+        rehash(sh, sh->nbuckets / 2);
+}
+
+server *pgsi_reg_take_all(shard *sh)
+{
+    server *all = NULL;
+    for (size_t i = 0; i < sh->nbuckets; i++) {
+        for (server *s = sh->buckets[i], *next; s; s = next) {
+            next = s->hnext;
+            s->hnext = all;
+            all = s;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = NULL;
+    sh->nbuckets = sh->count = 0;
+    return all;
 }

@@ -26,6 +26,22 @@ static _Thread_local char tls_token;
 static _Thread_local pgs_ctx *tls_ctx;
 
 const void *pgsi_thread_token(void) { return &tls_token; }
+
+/* The token's address, mixed: thread-local blocks sit at like offsets in
+** each thread's stack area, so their low bits alone would collide. */
+unsigned pgsi_thread_slot(void)
+{
+    uint64_t a = (uint64_t)(uintptr_t)&tls_token * 0x9E3779B97F4A7C15ull;
+    return (unsigned)(a >> 59) % PGSI_SLOTS;
+}
+
+long pgsi_inflight(pgs_runtime *rt)
+{
+    long n = 0;
+    for (size_t i = 0; i < PGSI_SLOTS; i++)
+        n += atomic_load(&rt->inflight[i].n);
+    return n;
+}
 pgs_ctx *pgsi_current_ctx(void) { return tls_ctx; }
 void pgsi_set_ctx(pgs_ctx *ctx) { tls_ctx = ctx; }
 
@@ -38,6 +54,15 @@ const beh *pgsi_beh_find(pgs_runtime *rt, const char *name)
     size_t n = atomic_load_explicit(&rt->nbehs, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
         if (strcmp(rt->behs[i].b->name, name) == 0)
+            return &rt->behs[i];
+    return NULL;
+}
+
+const beh *pgsi_beh_of_ref(pgs_runtime *rt, const pgs_ref *ref)
+{
+    size_t n = atomic_load_explicit(&rt->nbehs, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(ref->name, rt->behs[i].b->name, rt->behs[i].name_len + 1u) == 0)
             return &rt->behs[i];
     return NULL;
 }
@@ -168,7 +193,7 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
             o.default_call_timeout_ms = 5000;
     }
     if (!o.storage && !url)
-        return PGS_EINVAL;
+        url = PGS_DEFAULT_URL;
     pgs_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return PGS_ENOMEM;
@@ -283,7 +308,7 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b)
 /* Waits until no API call is in progress and the pool has nothing to do. */
 static void quiesce(pgs_runtime *rt)
 {
-    while (atomic_load(&rt->inflight) > 0)
+    while (pgsi_inflight(rt) > 0)
         usleep(200);
     pthread_mutex_lock(&rt->rq_lock);
     while (rt->rq_head || rt->rq_busy)
@@ -306,6 +331,7 @@ int pgs_shutdown(pgs_runtime *rt)
 {
     if (!rt)
         return PGS_EINVAL;
+    int rc = PGS_OK;
     pthread_mutex_lock(&rt->close_lock);
     if (!rt->shut) {
         atomic_store(&rt->closing, 1);
@@ -315,11 +341,11 @@ int pgs_shutdown(pgs_runtime *rt)
         workers_stop(rt);
         drain_runq(rt);
         pgsi_timer_free(rt);
-        pgsi_passivate_all(rt);
+        rc = pgsi_passivate_all(rt);
         rt->shut = 1;
     }
     pthread_mutex_unlock(&rt->close_lock);
-    return PGS_OK;
+    return rc;
 }
 
 void pgs_close(pgs_runtime *rt)

@@ -46,13 +46,14 @@ enum { S_IDLE = 0, S_SCHEDULED = 1, S_RUNNING = 2 };
 
 struct server {
     server *hnext;          /* registry chain; shard lock */
-    server *rnext;          /* run-queue link; run-queue lock */
+    uint64_t hash;          /* immutable; beside hnext so a chain walk reads
+                               one cache line per server it passes */
     const beh *beh;         /* immutable */
+    server *rnext;          /* run-queue link; run-queue lock */
     msg *mb_head, *mb_tail; /* mailbox; shard lock */
     const void *owner;      /* owning thread's token when RUNNING; shard lock */
     int64_t last_active;    /* ns, when last released; shard lock */
     tnode idle;             /* idle-timeout node; timer lock */
-    uint64_t hash;          /* immutable */
     /* Shard lock: */
     uint8_t status, in_runq, in_timer, dead, passivate_pending;
     uint32_t nwaiting;      /* queued calls whose thread is blocked; shard lock */
@@ -120,11 +121,32 @@ struct pgs_ctx {
     msg *out_head, *out_tail; /* sends held back until the turn's write */
 };
 
+/* Statistics, kept per shard beside the shard lock (whose cache line the
+** updating thread already holds), and summed by pgs_stats_get: a global
+** counter bumped on every message would bounce between cores.  Relaxed
+** atomics: counters, no ordering needed. */
+typedef struct stats {
+    _Atomic uint64_t active, activations, passivations, crashes, messages, writes;
+} stats;
+
 typedef struct shard {
     pthread_mutex_t lock;
     server **buckets;
     size_t nbuckets, count;
+    stats st;
 } __attribute__((aligned(64))) shard;
+
+/* Adds n to statistic `f` of s's shard. */
+#define PGSI_STAT(rt, s, f, n) \
+    atomic_fetch_add_explicit(&pgsi_shard_of((rt), (s)->hash)->st.f, (uint64_t)(n), \
+                              memory_order_relaxed)
+
+/* API calls in progress, counted in one of PGSI_SLOTS padded slots chosen
+** by the calling thread, so concurrent callers do not share a line. */
+#define PGSI_SLOTS 16
+typedef struct slot {
+    _Atomic long n;
+} __attribute__((aligned(64))) inflight_slot;
 
 struct pgs_runtime {
     pgs_storage *st;
@@ -159,19 +181,21 @@ struct pgs_runtime {
     pthread_t timer_thread;
 
     _Atomic int closing;
-    _Atomic long inflight;      /* API calls in progress from any thread */
+    inflight_slot inflight[PGSI_SLOTS];  /* API calls in progress (api.c) */
     pthread_mutex_t close_lock; /* serialises pgs_shutdown */
     int shut;
-
-    /* Statistics (relaxed atomics: counters, no ordering needed). */
-    _Atomic uint64_t n_active, n_activations, n_passivations, n_crashes,
-        n_messages, n_writes;
 };
 
 /* ---- runtime.c */
 const beh *pgsi_beh_find(pgs_runtime *rt, const char *name);
+/* The behaviour whose name ref carries, or NULL (unknown or malformed). */
+const beh *pgsi_beh_of_ref(pgs_runtime *rt, const pgs_ref *ref);
 void pgsi_runq_push(pgs_runtime *rt, server *s); /* shard lock held, !in_runq */
 const void *pgsi_thread_token(void);
+/* This thread's slot in rt->inflight. */
+unsigned pgsi_thread_slot(void);
+/* Sum of rt->inflight. */
+long pgsi_inflight(pgs_runtime *rt);
 pgs_ctx *pgsi_current_ctx(void);
 void pgsi_set_ctx(pgs_ctx *ctx);
 
@@ -180,6 +204,8 @@ shard *pgsi_shard_of(pgs_runtime *rt, uint64_t hash);
 server *pgsi_reg_find(shard *sh, const beh *b, uint64_t hash, const void *key, size_t key_len);
 int pgsi_reg_insert(shard *sh, server *s);
 void pgsi_reg_remove(shard *sh, server *s);
+/* Empties the shard; returns its servers linked through hnext (shutdown). */
+server *pgsi_reg_take_all(shard *sh);
 server *pgsi_server_new(const beh *b, uint64_t hash, const void *key, size_t key_len);
 void pgsi_server_free(server *s);
 
@@ -195,8 +221,9 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
 void pgsi_run_popped(pgs_runtime *rt, server *s);
 /* The timer found s's idle entry due. */
 void pgsi_idle_due(pgs_runtime *rt, server *s);
-/* Shutdown: passivate and free every server (single-threaded by then). */
-void pgsi_passivate_all(pgs_runtime *rt);
+/* Shutdown: passivate and free every server (single-threaded by then).
+** PGS_ESTORAGE if some dirty state could not be written. */
+int pgsi_passivate_all(pgs_runtime *rt);
 /* Revives a permanent server (start-like activation without args). */
 int pgsi_revive(pgs_runtime *rt, const beh *b, const pgs_ref *ref);
 msg *pgsi_msg_new(int kind, const void *data, size_t len);

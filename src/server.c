@@ -155,7 +155,7 @@ static void unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
     if (s->beh->b->terminate)
         s->beh->b->terminate(ctx, pgsi_server_state(s), reason);
     atomic_store_explicit(&s->loaded, 0, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&rt->n_active, 1, memory_order_relaxed);
+    PGSI_STAT(rt, s, active, -1);
     s->dirty = 0;
 }
 
@@ -163,7 +163,7 @@ static void unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
 static void crash(pgs_runtime *rt, server *s, pgs_ctx *ctx)
 {
     unload(rt, s, ctx, PGS_REASON_CRASH);
-    atomic_fetch_add_explicit(&rt->n_crashes, 1, memory_order_relaxed);
+    PGSI_STAT(rt, s, crashes, 1);
     if (s->lifecycle == PGS_TEMPORARY)
         pgsi_erase(rt, s, &ctx->self); /* gone: later messages find no record */
     else if (s->lifecycle == PGS_PERMANENT)
@@ -373,7 +373,7 @@ static void process(pgs_runtime *rt, server *s, msg *m)
         status = ctx.reply_rc; /* the turn stands; the reply could not be made */
     pgsi_set_ctx(outer);
     flush_outbox(rt, &ctx, status == PGS_OK);
-    atomic_fetch_add_explicit(&rt->n_messages, 1, memory_order_relaxed);
+    PGSI_STAT(rt, s, messages, 1);
     deliver(rt, s, m, status, &ctx);
 }
 
@@ -388,7 +388,7 @@ static void passivate(pgs_runtime *rt, server *s, int reason)
     int rc = s->dirty ? pgsi_write(rt, s, &ctx.self) : PGS_OK;
     if (rc == PGS_OK) {
         unload(rt, s, &ctx, reason);
-        atomic_fetch_add_explicit(&rt->n_passivations, 1, memory_order_relaxed);
+        PGSI_STAT(rt, s, passivations, 1);
     }
     pgsi_set_ctx(outer);
     flush_outbox(rt, &ctx, rc == PGS_OK);
@@ -534,7 +534,6 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         return PGS_ELOOP;
     if (timeout_ms < 0)
         timeout_ms = (int)rt->opts.default_call_timeout_ms;
-    int64_t deadline = pgsi_now_ns() + (int64_t)timeout_ms * 1000000;
     waiter w = {.token = pgsi_thread_token()};
     uint64_t h = pgsi_ref_hash(ref);
     shard *sh = pgsi_shard_of(rt, h);
@@ -566,7 +565,8 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         }
         if (opts)
             m->opts = *opts;
-        rc = run_queued(rt, sh, s, m, &w, deadline);
+        /* Only a call that may wait reads the clock: the direct path never does. */
+        rc = run_queued(rt, sh, s, m, &w, pgsi_now_ns() + (int64_t)timeout_ms * 1000000);
     }
     if (reply && rc == PGS_OK)
         *reply = w.reply;
@@ -621,29 +621,29 @@ void pgsi_idle_due(pgs_runtime *rt, server *s)
     pthread_mutex_unlock(&sh->lock);
 }
 
-/* Shutdown, single-threaded: workers and the timer are stopped. */
-void pgsi_passivate_all(pgs_runtime *rt)
+/* Shutdown, single-threaded: workers and the timer are stopped, so nothing
+** links a server but the registry, and every mailbox is empty.  Returns the
+** first failed passivation write (that state is lost), else PGS_OK. */
+int pgsi_passivate_all(pgs_runtime *rt)
 {
+    int first = PGS_OK;
     for (size_t i = 0; i < PGSI_SHARDS; i++) {
-        shard *sh = &rt->shards[i];
-        for (size_t j = 0; j < sh->nbuckets; j++) {
-            server *s;
-            while ((s = sh->buckets[j])) {
-                msg *m;
-                while ((m = mb_pop(s))) /* none expected: the pool drained */
-                    pgsi_msg_free(m);
-                if (atomic_load_explicit(&s->loaded, memory_order_relaxed))
-                    passivate(rt, s, PGS_REASON_SHUTDOWN);
-                if (atomic_load_explicit(&s->loaded, memory_order_relaxed))
-                    unload(rt, s, &(pgs_ctx){.rt = rt, .s = s}, PGS_REASON_SHUTDOWN);
-                pgsi_reg_remove(sh, s);
-                if (!s->in_runq && !s->in_timer)
-                    pgsi_server_free(s);
-                else
-                    s->dead = 1;
+        server *s = pgsi_reg_take_all(&rt->shards[i]), *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            msg *m;
+            while ((m = mb_pop(s))) /* none expected: the pool drained */
+                pgsi_msg_free(m);
+            if (atomic_load_explicit(&s->loaded, memory_order_relaxed))
+                passivate(rt, s, PGS_REASON_SHUTDOWN);
+            if (atomic_load_explicit(&s->loaded, memory_order_relaxed)) { /* write failed */
+                unload(rt, s, &(pgs_ctx){.rt = rt, .s = s}, PGS_REASON_SHUTDOWN);
+                first = first ? first : PGS_ESTORAGE;
             }
+            pgsi_server_free(s);
         }
     }
+    return first;
 }
 
 int pgsi_revive(pgs_runtime *rt, const beh *b, const pgs_ref *ref)

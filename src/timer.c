@@ -84,7 +84,7 @@ static int heap_push(pgs_runtime *rt, tnode *n)
     return PGS_OK;
 }
 
-static void heap_remove(pgs_runtime *rt, size_t i)
+static void heap_remove_at(pgs_runtime *rt, size_t i)
 {
     tnode *last = rt->heap[--rt->heap_len];
     if (i == rt->heap_len)
@@ -92,6 +92,25 @@ static void heap_remove(pgs_runtime *rt, size_t i)
     heap_set(rt, i, last);
     sift_up(rt, i);
     sift_down(rt, last->idx);
+}
+
+/* Halves the array when it is three quarters empty, so the memory of a
+** burst of active servers goes back once they passivate. */
+static void heap_shrink(pgs_runtime *rt)
+{
+    if (rt->heap_cap <= 256 || rt->heap_len >= rt->heap_cap / 4)
+        return;
+    tnode **h = realloc(rt->heap, rt->heap_cap / 2 * sizeof *h);
+    if (h) {
+        rt->heap = h;
+        rt->heap_cap /= 2;
+    }
+}
+
+static void heap_remove(pgs_runtime *rt, size_t i)
+{
+    heap_remove_at(rt, i);
+    heap_shrink(rt);
 }
 
 /* ------------------------------------------------------------------------
