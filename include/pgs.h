@@ -140,7 +140,8 @@ enum pgs_lifecycle {
 enum pgs_write_mode {
     PGS_WRITE_INHERIT = 0,
     PGS_WRITE_SYNC = 1,         /* default: reply released once the write is durable */
-    PGS_WRITE_ASYNC = 2,        /* reply at once; writes coalesced and flushed soon */
+    PGS_WRITE_ASYNC = 2,        /* reply at once; writes coalesced and flushed soon
+                                   (not yet: written as SYNC, the stronger promise) */
     PGS_WRITE_ON_PASSIVATE = 3  /* write only at passivation, stop and close */
 };
 
@@ -166,7 +167,11 @@ typedef struct pgs_server_opts {
 ** *other* servers (a call to the server itself fails with PGS_EDEADLK).
 ** Casts, infos and async calls sent from inside a callback leave only after
 ** the turn's state write has succeeded (the output gate); if the turn
-** crashes they are dropped.
+** crashes they are dropped.  A synchronous pgs_call cannot wait for the
+** gate (its reply is needed now): its effect on the callee stands even if
+** the caller's turn later crashes; prefer pgs_call_async between servers.
+** A callback must not call pgs_shutdown or pgs_close, and must not rely on
+** running on any particular thread.
 **
 ** The state is a block of `state_size` bytes allocated and zeroed by pgs.
 ** With encode and decode NULL, the state is flat: its bytes are stored as
@@ -492,6 +497,8 @@ typedef struct pgs_stats {
     uint64_t crashes;
     uint64_t messages;      /* messages handled */
     uint64_t writes;        /* records written */
+    uint64_t commits;       /* storage transactions (writes / commits: the
+                               mean group-commit batch) */
 } pgs_stats;
 
 int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);

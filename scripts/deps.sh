@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages pgs needs to build, test and benchmark.
-# Idempotent and quick when everything is present: apt-get runs only for
-# what is missing.  Run as root (or with sudo) on a fresh machine.
+# Installs the Debian 12 packages pgs needs.  Idempotent and quick when
+# everything is present: apt-get runs only for what is missing.  Run as root
+# (or with sudo) on a fresh machine.
+#
+#   scripts/deps.sh          what building the library and examples needs
+#   scripts/deps.sh test     that, plus the test tools (clang sanitizers, spin)
 set -euo pipefail
 
-PACKAGES=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
-  libsqlite3-dev libxxhash-dev spin
-)
+PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev)
+if [ "${1:-build}" = test ]; then
+  PACKAGES+=(clang libclang-rt-14-dev spin)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -8,7 +8,7 @@
 #   scripts/test.sh soak         the long soak programs (release build)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh || { echo "deps: install failed"; echo "0 passed, 1 failed"; exit 1; }
+scripts/deps.sh test || { echo "deps: install failed"; echo "0 passed, 1 failed"; exit 1; }
 
 JOBS=2
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4"

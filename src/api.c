@@ -244,6 +244,7 @@ int pgs_stats_get(pgs_runtime *rt, pgs_stats *out)
         out->crashes += atomic_load_explicit(&st->crashes, memory_order_relaxed);
         out->messages += atomic_load_explicit(&st->messages, memory_order_relaxed);
         out->writes += atomic_load_explicit(&st->writes, memory_order_relaxed);
+        out->commits += atomic_load_explicit(&st->commits, memory_order_relaxed);
     }
     return PGS_OK;
 }

@@ -155,6 +155,7 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref)
         s->version++;
         s->dirty = 0;
         PGSI_STAT(rt, s, writes, 1);
+        PGSI_STAT(rt, s, commits, 1);
     }
     return rc;
 }

@@ -126,7 +126,7 @@ struct pgs_ctx {
 ** counter bumped on every message would bounce between cores.  Relaxed
 ** atomics: counters, no ordering needed. */
 typedef struct stats {
-    _Atomic uint64_t active, activations, passivations, crashes, messages, writes;
+    _Atomic uint64_t active, activations, passivations, crashes, messages, writes, commits;
 } stats;
 
 typedef struct shard {

@@ -30,6 +30,13 @@ static void teardown(fixture *f)
     pgs_storage_close(f->st);
 }
 
+/* The i-th key of a series, e.g. "k17". */
+static const char *nth(char buf[16], const char *prefix, int i)
+{
+    snprintf(buf, 16, "%s%d", prefix, i);
+    return buf;
+}
+
 static pgs_ref start(fixture *f, const char *key, const char *args, uint8_t lifecycle,
                      uint32_t idle_ms)
 {
@@ -95,6 +102,30 @@ static void nopersist_is_written_at_passivation(void)
     CHECK_EQ(tc_value(f.rt, &ref, "lazy 1"), 8);
     CHECK_EQ(tc_value(f.rt, &ref, "add 1"), 9);
     CHECK_EQ(tc_stored(f.st, &ref), 9);
+    teardown(&f);
+}
+
+static void on_passivate_mode_writes_only_when_idle(void)
+{
+    fixture f;
+    setup(&f, 0);
+    pgs_server_opts o = {.write_mode = PGS_WRITE_ON_PASSIVATE, .idle_timeout_ms = 30};
+    pgs_ref ref;
+    REQUIRE_OK(pgs_start(f.rt, "counter", "op", 2, NULL, 0, &o, &ref));
+    CHECK_EQ(tc_version(f.st, &ref), 1); /* a new server is always written */
+    for (int i = 1; i <= 10; i++)
+        CHECK_EQ(tc_value(f.rt, &ref, "add 1"), i);
+    CHECK_EQ(tc_version(f.st, &ref), 1);
+    CHECK_EQ(tc_wait_active(f.rt, &ref, 0), 0);
+    CHECK_EQ(tc_version(f.st, &ref), 2); /* ten turns, one write */
+    CHECK_EQ(tc_stored(f.st, &ref), 10);
+    /* Close writes it too; a crash loses what was not written. */
+    CHECK_EQ(tc_value(f.rt, &ref, "add 5"), 15);
+    CHECK_EQ(tc_callv(f.rt, &ref, "crash 0", NULL), PGS_ECRASH);
+    CHECK_EQ(tc_value(f.rt, &ref, "add 1"), 11);
+    pgs_close(f.rt);
+    CHECK_EQ(tc_stored(f.st, &ref), 11);
+    f.rt = tc_open(f.st, &f.p, 0, 2);
     teardown(&f);
 }
 
@@ -287,10 +318,9 @@ static void close_passivates_and_reopen_resumes(void)
     fixture f;
     setup(&f, 0);
     enum { N = 200 };
+    char key[16];
     for (int i = 0; i < N; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "k%d", i);
-        pgs_ref ref = start(&f, key, NULL, i % 10 == 0 ? PGS_PERMANENT : 0, 0);
+        pgs_ref ref = start(&f, nth(key, "k", i), NULL, i % 10 == 0 ? PGS_PERMANENT : 0, 0);
         CHECK_EQ(tc_value(f.rt, &ref, i % 2 ? "add 5" : "lazy 5"), 5);
     }
     pgs_close(f.rt); /* passivates all; lazy changes are written now */
@@ -304,9 +334,8 @@ static void close_passivates_and_reopen_resumes(void)
     pgs_stats_get(f.rt, &st);
     CHECK_EQ(st.active, N / 10);
     for (int i = 0; i < N; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "k%d", i);
         pgs_ref ref;
+        nth(key, "k", i);
         pgs_ref_make(&ref, "counter", key, strlen(key));
         CHECK_EQ(pgs_is_active(f.rt, &ref), i % 10 == 0);
         CHECK_EQ(tc_value(f.rt, &ref, "add 1"), 6);
@@ -336,11 +365,9 @@ static void passivated_servers_leave_memory(void)
     fixture f;
     setup(&f, 5);
     enum { N = 2000 };
-    for (int i = 0; i < N; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "m%d", i);
-        start(&f, key, NULL, 0, 0);
-    }
+    char key[16];
+    for (int i = 0; i < N; i++)
+        start(&f, nth(key, "m", i), NULL, 0, 0);
     pgs_stats st;
     for (int i = 0; i < 5000; i++) {
         pgs_stats_get(f.rt, &st);
@@ -358,6 +385,7 @@ int main(void)
     RUN(start_runs_init_once_and_stores_args);
     RUN(every_message_is_persisted);
     RUN(nopersist_is_written_at_passivation);
+    RUN(on_passivate_mode_writes_only_when_idle);
     RUN(idle_server_passivates_and_reactivates);
     RUN(crash_drops_the_turn_and_revives);
     RUN(temporary_is_wiped_on_crash_and_stop);
