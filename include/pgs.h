@@ -347,7 +347,14 @@ typedef struct pgs_storage_ops {
     ** The record is valid only during fn; fn must not call into the store. */
     int (*scan)(void *state, const char *name,
                 int (*fn)(void *arg, const pgs_record *rec), void *arg);
+
+    /* PGS_STORAGE_INLINE if a batch costs next to nothing (no I/O to wait
+    ** for): the runtime then writes each state inside its turn instead of
+    ** through group commit, whose hand-offs would cost more than they save. */
+    unsigned flags;
 } pgs_storage_ops;
+
+enum pgs_storage_flags { PGS_STORAGE_INLINE = 1 };
 
 /* A storage handle: an adapter plus its open state.  Opaque. */
 typedef struct pgs_storage pgs_storage;
@@ -386,6 +393,8 @@ typedef struct pgs_options {
     pgs_storage *storage;     /* if not NULL: use this open store (borrowed:
                                  it must outlive the runtime) instead of url */
     uint32_t default_call_timeout_ms; /* for timeout_ms < 0; 0: 5000 */
+    uint32_t flush_interval_ms; /* write mode async: a state reaches storage
+                                 within about this long; 0: 50 */
     void *user;               /* the application's context, handed to every
                                  callback through pgs_user(); pgs never
                                  touches it (owned by the caller) */

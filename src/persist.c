@@ -3,7 +3,9 @@
 **
 ** Only the server's owner calls these, with no lock held (docs/protocol.md,
 ** invariant 5), so the version read at load and the expected version of
-** each write cannot race with another writer in this process.
+** each write cannot race with another writer in this process.  Writes do
+** not wait: they join the commit pipeline (commit.c), and a load first
+** waits for the server's writes still in flight.
 **
 ** The record carries the start arguments and the option overrides with
 ** every write, so any one record is enough to revive the server.  Writes
@@ -66,10 +68,12 @@ static int decode_state(server *s, const pgs_record *rec)
     return PGS_OK;
 }
 
-/* Loads s from storage.  PGS_ENOTFOUND if there is no record. */
+/* Loads s from storage, once its writes in flight have landed.
+** PGS_ENOTFOUND if there is no record. */
 int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
 {
     pgs_record *rec = NULL;
+    pgsi_wait_writes(rt, s);
     int rc = pgs_storage_get(rt->st, ref, &rec);
     if (rc)
         return rc;
@@ -133,8 +137,9 @@ static int encode_state(server *s, pgs_buf *buf, size_t max, const void **data,
     return PGS_OK;
 }
 
-/* Writes s's state as the next version. */
-int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref)
+/* Queues s's state as its next version (commit.c), or writes it now on an
+** inline engine. */
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async)
 {
     unsigned char opts[PGSI_OPTS_LEN];
     pgs_buf buf = {0};
@@ -148,23 +153,67 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref)
         rec.args_len = s->args_len;
         rec.options = opts;
         rec.options_len = sizeof opts;
-        rc = pgs_storage_put(rt->st, &rec, s->version);
+        if (!rt->inline_writes) {
+            rc = pgsi_submit_put(rt, s, &rec, async);
+        } else if (!(rc = pgs_storage_put(rt->st, &rec, s->version))) {
+            s->version++;
+            PGSI_STAT(rt, s, writes, 1);
+            PGSI_STAT(rt, s, commits, 1);
+        }
     }
     pgsi_buf_free(&buf);
-    if (!rc) {
-        s->version++;
+    if (!rc)
         s->dirty = 0;
-        PGSI_STAT(rt, s, writes, 1);
-        PGSI_STAT(rt, s, commits, 1);
+    return rc;
+}
+
+int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref)
+{
+    if (!rt->inline_writes)
+        return pgsi_submit_delete(rt, s, ref);
+    int rc = pgs_storage_del(rt->st, ref);
+    if (rc == PGS_OK || rc == PGS_ENOTFOUND)
+        s->version = 0;
+    return rc == PGS_ENOTFOUND ? PGS_OK : rc;
+}
+
+/* The version now stored for ref (0: none), for s->version.  A corrupt
+** record counts as present (version unknown: a DELETE needs none), so it
+** can be deleted. */
+static int stored_version(pgs_runtime *rt, const pgs_ref *ref, uint64_t *version)
+{
+    pgs_record *rec = NULL;
+    int rc = pgs_storage_get(rt->st, ref, &rec);
+    *version = rc == PGS_OK ? rec->version : 0;
+    free(rec);
+    if (rc == PGS_ECORRUPT) { /* deletable all the same */
+        *version = 0;
+        return PGS_OK;
     }
     return rc;
 }
 
-/* Deletes s's record.  PGS_ENOTFOUND if there was none. */
-int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref)
+int pgsi_erase_stored(pgs_runtime *rt, server *s, const pgs_ref *ref)
 {
-    int rc = pgs_storage_del(rt->st, ref);
-    if (!rc || rc == PGS_ENOTFOUND)
-        s->version = 0;
-    return rc;
+    pgsi_wait_writes(rt, s);
+    uint64_t v;
+    int rc = stored_version(rt, ref, &v);
+    if (rc)
+        return rc;
+    s->version = v;
+    return pgsi_erase(rt, s, ref);
+}
+
+int pgsi_wait_durable(pgs_runtime *rt, server *s, const pgs_ref *ref)
+{
+    pgsi_wait_writes(rt, s);
+    int err = atomic_load_explicit(&s->write_error, memory_order_relaxed);
+    if (!err)
+        return PGS_OK;
+    uint64_t v;
+    if (stored_version(rt, ref, &v) == PGS_OK)
+        s->version = v;
+    s->dirty = 1;
+    pgsi_recover(rt, s);
+    return err;
 }

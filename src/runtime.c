@@ -169,8 +169,11 @@ static void init_locks(pgs_runtime *rt)
     pthread_condattr_init(&a);
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&rt->t_cv, &a);
+    pthread_cond_init(&rt->c_cv, &a); /* the committer waits for async deadlines */
     pthread_condattr_destroy(&a);
     pthread_mutex_init(&rt->t_lock, NULL);
+    pthread_mutex_init(&rt->c_lock, NULL);
+    pthread_cond_init(&rt->c_done, NULL);
 }
 
 int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
@@ -191,6 +194,8 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
             o.max_message_size = 16u << 20;
         if (!o.default_call_timeout_ms)
             o.default_call_timeout_ms = 5000;
+        if (!o.flush_interval_ms)
+            o.flush_interval_ms = 50;
     }
     if (!o.storage && !url)
         url = PGS_DEFAULT_URL;
@@ -204,6 +209,10 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
         rt->st = o.storage;
     } else if ((rc = pgs_storage_open(&rt->st, url, NULL)) == PGS_OK) {
         rt->own_st = 1;
+    }
+    if (!rc) {
+        rt->inline_writes = (rt->st->ops->flags & PGS_STORAGE_INLINE) != 0;
+        rc = pgsi_commit_start(rt);
     }
     if (!rc)
         rc = pgsi_timer_start(rt);
@@ -305,15 +314,23 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b)
 ** Shutdown and close.
 */
 
-/* Waits until no API call is in progress and the pool has nothing to do. */
+/* Waits until no API call is in progress, the pool has nothing to do and
+** no write is queued.  Released outputs can queue messages, and handled
+** messages writes, so it repeats until a round finds all three quiet. */
 static void quiesce(pgs_runtime *rt)
 {
     while (pgsi_inflight(rt) > 0)
         usleep(200);
-    pthread_mutex_lock(&rt->rq_lock);
-    while (rt->rq_head || rt->rq_busy)
-        pthread_cond_wait(&rt->quiet_cv, &rt->rq_lock);
-    pthread_mutex_unlock(&rt->rq_lock);
+    for (int quiet = 0; !quiet;) {
+        pthread_mutex_lock(&rt->rq_lock);
+        while (rt->rq_head || rt->rq_busy)
+            pthread_cond_wait(&rt->quiet_cv, &rt->rq_lock);
+        pthread_mutex_unlock(&rt->rq_lock);
+        pgsi_commit_drain(rt);
+        pthread_mutex_lock(&rt->rq_lock);
+        quiet = !rt->rq_head && !rt->rq_busy;
+        pthread_mutex_unlock(&rt->rq_lock);
+    }
 }
 
 /* Frees servers that only the run queue still links (they left the registry). */
@@ -342,6 +359,7 @@ int pgs_shutdown(pgs_runtime *rt)
         drain_runq(rt);
         pgsi_timer_free(rt);
         rc = pgsi_passivate_all(rt);
+        pgsi_commit_stop(rt);
         rt->shut = 1;
     }
     pthread_mutex_unlock(&rt->close_lock);
@@ -367,5 +385,8 @@ void pgs_close(pgs_runtime *rt)
     pthread_mutex_destroy(&rt->close_lock);
     pthread_mutex_destroy(&rt->t_lock);
     pthread_cond_destroy(&rt->t_cv);
+    pthread_mutex_destroy(&rt->c_lock);
+    pthread_cond_destroy(&rt->c_cv);
+    pthread_cond_destroy(&rt->c_done);
     free(rt);
 }

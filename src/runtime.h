@@ -4,6 +4,7 @@
 **
 ** Locks, in the only order they may nest:
 **     shard lock  →  run-queue lock  →  timer lock
+**     shard lock  →  commit lock
 ** A callback (user code) never runs with any of them held, and storage is
 ** never called with any of them held.  Each field below says what guards it.
 ** See docs/protocol.md for the activation/passivation protocol.
@@ -18,6 +19,8 @@
 typedef struct server server;
 typedef struct msg msg;
 typedef struct waiter waiter;
+typedef struct held held;
+typedef struct wreq wreq;
 
 #define PGSI_SHARDS 64          /* registry shards (power of two) */
 #define PGSI_MAX_BEHAVIOURS 256
@@ -65,8 +68,16 @@ struct server {
     uint32_t idle_ms;       /* effective; owner writes, shard lock readers */
     uint32_t args_len;      /* owner */
     pgs_server_opts opts;   /* the stored overrides; owner */
-    uint64_t version;       /* version now stored, 0: none; owner */
+    uint64_t version;       /* version stored once its writes land, 0: none; owner */
     void *args;             /* start arguments (malloc'd) ; owner */
+    /* Commit lock (commit.c): */
+    wreq *pending;          /* its write waiting for a batch, or NULL */
+    wreq *committing;       /* its write in the batch being committed, or NULL */
+    _Atomic uint32_t writes; /* its wreqs alive: while > 0 it stays registered;
+                               changed under the commit lock, read by the owner
+                               without it (only the owner adds one) */
+    _Atomic int write_error; /* a write failed: outputs fail until the owner
+                               reloads; written under the commit lock */
     unsigned char key[];    /* key bytes, then the state, aligned */
 };
 
@@ -99,11 +110,44 @@ struct msg {
 ** but cv is guarded by the shard lock of the server it waits on. */
 struct waiter {
     pthread_cond_t cv;
+    int cv_ready;      /* cv initialised (the direct path does it only if it waits) */
     int done;          /* the reply (or an error) is in */
     int status;
     pgs_bytes reply;
     server *handoff;   /* ownership of this server was handed to me */
+    held *held;        /* my reply waits behind a write, here */
     const void *token; /* my thread token */
+};
+
+/* A turn's outputs: its status and reply, and the messages it sent.  On the
+** owner's stack while it decides; malloc'd while it waits behind a write. */
+struct held {
+    held *next;          /* behind the same write; commit lock */
+    int status;          /* the turn's own */
+    int failed;          /* a write of the server had failed when it was gated */
+    uint8_t sync;        /* a synchronous caller may wait on w */
+    waiter *w;           /* that caller, or NULL if it gave up; shard lock */
+    pgs_ref *reply_to;   /* async call: where the reply goes (owned) */
+    uint64_t tag;
+    pgs_bytes reply;     /* owned */
+    msg *outbox;         /* sends of the turn, in order (owned) */
+};
+
+/* One server's pending or committing state write (commit.c). */
+struct wreq {
+    wreq *next;          /* queue or batch link; commit lock */
+    server *s;
+    int op;              /* PGS_OP_PUT or PGS_OP_DELETE */
+    int status;          /* outcome, once committed */
+    uint8_t async;       /* no one waits yet: may wait until `due` */
+    int64_t due;         /* async: committed by then */
+    uint64_t base;       /* the version storage holds before this write */
+    held *held_head, *held_tail; /* outputs released when it is durable */
+    pgs_record rec;      /* PUT: the record; DELETE: rec.ref */
+    unsigned char opts[PGSI_OPTS_LEN];
+    unsigned char *data; /* args then state: room[] or malloc'd */
+    size_t cap;
+    unsigned char room[96];
 };
 
 /* The context of one turn (one message handled by one server).  Turns nest
@@ -151,6 +195,7 @@ typedef struct slot {
 struct pgs_runtime {
     pgs_storage *st;
     int own_st;                 /* opened by pgs_open: closed by pgs_close */
+    int inline_writes;          /* the engine is PGS_STORAGE_INLINE: no group commit */
     pgs_options opts;
 
     shard shards[PGSI_SHARDS];
@@ -179,6 +224,19 @@ struct pgs_runtime {
     int t_stop;
     int t_running;              /* the timer thread exists (owner: open/shutdown) */
     pthread_t timer_thread;
+
+    /* Group commit (commit.c); commit lock. */
+    pthread_mutex_t c_lock;
+    pthread_cond_t c_cv;        /* the committer thread waits here */
+    pthread_cond_t c_done;      /* a batch ended */
+    wreq *c_head, *c_tail;      /* pending writes, oldest first */
+    uint32_t c_nsync;           /* pending writes someone waits for */
+    int c_busy;                 /* a batch is being committed */
+    int c_flush;                /* commit everything now (drain, shutdown) */
+    int c_stop, c_running;
+    pthread_t c_thread;
+    pgs_write *c_writes;        /* the batch being committed (c_busy owner) */
+    wreq **c_which;
 
     _Atomic int closing;
     inflight_slot inflight[PGSI_SLOTS];  /* API calls in progress (api.c) */
@@ -217,6 +275,12 @@ int pgsi_send(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m);
 int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
                  const void *data, size_t len, const pgs_server_opts *opts,
                  pgs_bytes *reply, int timeout_ms);
+/* 1 if s may leave the registry now; does so (shard lock held).  Returns
+** 1 if the caller must free it. */
+int pgsi_release_idle(pgs_runtime *rt, shard *sh, server *s);
+/* Releases a chain of held outputs; write_status: their write's outcome. */
+void pgsi_held_release_all(pgs_runtime *rt, server *s, held *h, int write_status);
+void pgsi_waiter_cv_init(waiter *w);
 /* A worker runs a server popped from the run queue. */
 void pgsi_run_popped(pgs_runtime *rt, server *s);
 /* The timer found s's idle entry due. */
@@ -233,8 +297,37 @@ void pgsi_msg_free(msg *m);
 int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref);
 int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
                     size_t args_len, const pgs_server_opts *opts);
-int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref);
+/* Queues the state's next version (async: the outputs need not wait). */
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async);
+/* Queues the record's deletion. */
 int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref);
+/* For an unloaded server: PGS_ENOTFOUND if it has no record, else queues
+** its deletion. */
+int pgsi_erase_stored(pgs_runtime *rt, server *s, const pgs_ref *ref);
+/* Waits for s's writes; if one failed, re-reads the stored version, clears
+** the error and returns it (the state in memory is kept: still dirty). */
+int pgsi_wait_durable(pgs_runtime *rt, server *s, const pgs_ref *ref);
+
+/* ---- commit.c */
+int pgsi_commit_start(pgs_runtime *rt);
+void pgsi_commit_drain(pgs_runtime *rt);
+void pgsi_commit_stop(pgs_runtime *rt);
+int pgsi_submit_put(pgs_runtime *rt, server *s, const pgs_record *rec, int async);
+int pgsi_submit_delete(pgs_runtime *rt, server *s, const pgs_ref *ref);
+/* Commits one batch on this thread if none runs and a sync write waits. */
+int pgsi_commit_lead(pgs_runtime *rt);
+/* Holds h behind s's last write (shard lock held): GATE_NOW, GATE_HELD or
+** GATE_FAILED (see commit.c). */
+enum { GATE_NOW, GATE_HELD, GATE_FAILED };
+int pgsi_gate(pgs_runtime *rt, server *s, held *h, int lead);
+/* 1 if s has no write in flight or waiting. */
+int pgsi_writes_idle(pgs_runtime *rt, server *s);
+/* Lock-free: 1 if the owner's outputs may go at once (no write of s in
+** flight, no write error). */
+int pgsi_nothing_in_flight(server *s);
+void pgsi_wait_writes(pgs_runtime *rt, server *s);
+void pgsi_recover(pgs_runtime *rt, server *s);
+void pgsi_writes_done(pgs_runtime *rt, server *s);
 void pgsi_apply_opts(server *s, const pgs_server_opts *o);
 void pgsi_ref_of(const server *s, pgs_ref *ref);
 

@@ -112,17 +112,27 @@ static void unwait(server *s, msg *m)
     }
 }
 
+/* The struct may leave the registry: idle, nothing in memory, nothing
+** queued, no write in flight (shard lock held).  Returns 1 if nothing else
+** links it either: the caller frees it after unlocking. */
+int pgsi_release_idle(pgs_runtime *rt, shard *sh, server *s)
+{
+    if (s->dead || s->status != S_IDLE || s->mb_head ||
+        atomic_load_explicit(&s->loaded, memory_order_relaxed) || !pgsi_writes_idle(rt, s))
+        return 0;
+    pgsi_reg_remove(sh, s);
+    s->dead = 1;
+    return !s->in_runq && !s->in_timer;
+}
+
 static int release_locked(pgs_runtime *rt, shard *sh, server *s)
 {
     waiter *w;
     if (!s->mb_head) {
         s->status = S_IDLE;
         s->owner = NULL;
-        if (!atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
-            pgsi_reg_remove(sh, s);
-            s->dead = 1;
-            return !s->in_runq && !s->in_timer;
-        }
+        if (!atomic_load_explicit(&s->loaded, memory_order_relaxed))
+            return pgsi_release_idle(rt, sh, s); /* else its last write takes it out */
         s->last_active = pgsi_now_ns();
         if (!s->in_timer && s->idle_ms != PGS_IDLE_NEVER &&
             !atomic_load_explicit(&rt->closing, memory_order_relaxed))
@@ -145,6 +155,7 @@ static int release_locked(pgs_runtime *rt, shard *sh, server *s)
 
 /* ------------------------------------------------------------------------
 ** Turns.  A turn handles one message as the owner, with no lock held.
+** Writes go to the commit pipeline (commit.c); they do not wait.
 */
 
 /* Discards the in-memory state (terminate first). */
@@ -175,15 +186,14 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
 {
     int rc = PGS_OK;
     if (s->lifecycle == PGS_PERMANENT && reason == PGS_REASON_STOP) {
-        if (s->dirty && (rc = pgsi_write(rt, s, &ctx->self)))
+        if (s->dirty && (rc = pgsi_write(rt, s, &ctx->self, 0)))
             return rc;
         unload(rt, s, ctx, reason);
         pgsi_load(rt, s, &ctx->self);
         return PGS_OK;
     }
     unload(rt, s, ctx, reason);
-    rc = pgsi_erase(rt, s, &ctx->self);
-    return rc == PGS_ENOTFOUND && reason == PGS_REASON_STOP ? PGS_OK : rc;
+    return pgsi_erase(rt, s, &ctx->self);
 }
 
 /* Writes the state as the write mode says. */
@@ -193,7 +203,7 @@ static int persist(pgs_runtime *rt, server *s, pgs_ctx *ctx)
         s->dirty = 1;
         return PGS_OK;
     }
-    return pgsi_write(rt, s, &ctx->self);
+    return pgsi_write(rt, s, &ctx->self, s->write_mode == PGS_WRITE_ASYNC);
 }
 
 /* Runs init for a server that has no record, and writes it. */
@@ -203,7 +213,7 @@ static int create(pgs_runtime *rt, server *s, pgs_ctx *ctx, const void *args,
     int rc = pgsi_init_state(rt, ctx, s, args, len, opts);
     if (rc)
         return rc;
-    if ((rc = pgsi_write(rt, s, &ctx->self)))
+    if ((rc = pgsi_write(rt, s, &ctx->self, 0)))
         unload(rt, s, ctx, PGS_REASON_CRASH);
     return rc;
 }
@@ -217,7 +227,7 @@ static int activate(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
     static const pgs_server_opts no_opts;
     if (m->kind == M_DELETE)
-        return pgsi_erase(rt, s, &ctx->self);
+        return pgsi_erase_stored(rt, s, &ctx->self);
     int rc = pgsi_load(rt, s, &ctx->self);
     if (rc == PGS_OK)
         return m->kind == M_START ? PGS_OK : CONTINUE;
@@ -257,8 +267,8 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
     case PGS_PERSIST:
         if ((rc = persist(rt, s, ctx)) == PGS_ECALLBACK || rc == PGS_ETOOBIG)
             crash(rt, s, ctx); /* encode failed: the behaviour's fault */
-        else if (rc)           /* storage failed: drop what was not written */
-            unload(rt, s, ctx, PGS_REASON_CRASH);
+        else if (rc)           /* no memory, or an inline engine failed */
+            unload(rt, s, ctx, PGS_REASON_CRASH); /* drop what was not written */
         return rc;
     case PGS_NOPERSIST:
         s->dirty = 1;
@@ -280,6 +290,11 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
 
 static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
+    if (atomic_load_explicit(&s->write_error, memory_order_relaxed)) {
+        /* A write failed: what is in memory may be ahead of storage. */
+        unload(rt, s, ctx, PGS_REASON_CRASH);
+        pgsi_recover(rt, s);
+    }
     if (!atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
         int rc = activate(rt, s, ctx, m);
         if (rc != CONTINUE)
@@ -299,13 +314,25 @@ static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
     return after_handler(rt, s, ctx, r);
 }
 
-/* Sends what the turn queued, now that its write is done. */
-static void flush_outbox(pgs_runtime *rt, pgs_ctx *ctx, int ok)
+/* ------------------------------------------------------------------------
+** Outputs.  A turn's reply and the messages it sent go out now if nothing
+** of its server is in flight, else they wait behind the server's last
+** write (commit.c, pgsi_gate) and go when it is durable.
+*/
+static void drop_msgs(msg *m)
 {
-    msg *m = ctx->out_head, *next;
-    for (; m; m = next) {
+    for (msg *next; m; m = next) {
         next = m->next;
-        const beh *b = ok ? pgsi_beh_find(rt, m->target->name) : NULL;
+        pgsi_msg_free(m);
+    }
+}
+
+/* Sends a turn's messages, in the order it sent them. */
+static void send_outbox(pgs_runtime *rt, msg *m)
+{
+    for (msg *next; m; m = next) {
+        next = m->next;
+        const beh *b = pgsi_beh_find(rt, m->target->name);
         pgs_ref *target = m->target;
         m->target = NULL;
         if (b)
@@ -314,53 +341,123 @@ static void flush_outbox(pgs_runtime *rt, pgs_ctx *ctx, int ok)
             pgsi_msg_free(m);
         free(target);
     }
-    ctx->out_head = ctx->out_tail = NULL;
 }
 
-/* Gives the message's status (and reply) to whoever waits for it. */
-static void deliver(pgs_runtime *rt, server *s, msg *m, int status, pgs_ctx *ctx)
+static void send_async_reply(pgs_runtime *rt, held *h)
 {
-    pgs_bytes r = {0};
-    if (status == PGS_OK && ctx->has_reply) {
-        r.data = ctx->reply.data;
-        r.len = ctx->reply.len;
-        ctx->reply.data = NULL;
+    const beh *b = pgsi_beh_find(rt, h->reply_to->name);
+    msg *rm = b ? pgsi_msg_new(M_INFO, h->reply.data, h->reply.len) : NULL;
+    if (rm) {
+        rm->info_kind = PGS_INFO_REPLY;
+        rm->status = h->status;
+        rm->tag = h->tag;
+        pgsi_send(rt, b, h->reply_to, rm);
     }
-    pgsi_buf_free(&ctx->reply);
-    if (m->direct) { /* the caller is this thread, further up the stack */
-        m->w->status = status;
-        m->w->reply = r;
-        m->w->done = 1;
-        return;
+}
+
+/* Hands the status and reply to a waiting caller (shard lock held). */
+static void to_waiter(waiter *w, held *h)
+{
+    w->status = h->status;
+    w->reply = h->reply;
+    w->done = 1;
+    w->held = NULL;
+    h->reply = (pgs_bytes){0};
+    pthread_cond_signal(&w->cv);
+}
+
+/* Releases one turn's outputs.  write_status is the outcome of the write
+** they waited for: if it failed, the turn's effects are void.  *wp is where
+** a synchronous caller's waiter is (h->w, or m->w for a turn that did not
+** wait): a caller that gives up clears it, so it is read under the lock. */
+static void release(pgs_runtime *rt, server *s, held *h, waiter **wp, int write_status)
+{
+    int fail = h->failed ? h->failed : write_status;
+    if (fail) {
+        if (h->status == PGS_OK)
+            h->status = fail;
+        pgs_bytes_free(&h->reply);
+        drop_msgs(h->outbox);
+        h->outbox = NULL;
     }
-    if (m->sync) { /* m->w may be detached by a timed-out caller: read it locked */
+    if (h->sync) {
         shard *sh = pgsi_shard_of(rt, s->hash);
         pthread_mutex_lock(&sh->lock);
-        waiter *w = m->w;
-        if (w) {
-            w->status = status;
-            w->reply = r;
-            w->done = 1;
-            pthread_cond_signal(&w->cv);
-            r.data = NULL;
-        }
+        if (*wp) /* NULL if the caller gave up waiting */
+            to_waiter(*wp, h);
         pthread_mutex_unlock(&sh->lock);
-    } else if (m->reply_to) {
-        const beh *b = pgsi_beh_find(rt, m->reply_to->name);
-        msg *rm = b ? pgsi_msg_new(M_INFO, r.data, r.len) : NULL;
-        if (rm) {
-            rm->info_kind = PGS_INFO_REPLY;
-            rm->status = status;
-            rm->tag = m->tag;
-            pgsi_send(rt, b, m->reply_to, rm);
-        }
+    } else if (h->reply_to) {
+        send_async_reply(rt, h);
     }
-    free(r.data);
-    pgsi_msg_free(m);
+    send_outbox(rt, h->outbox);
+    pgs_bytes_free(&h->reply);
+    free(h->reply_to);
 }
 
-/* One message, start to finish. */
-static void process(pgs_runtime *rt, server *s, msg *m)
+void pgsi_held_release_all(pgs_runtime *rt, server *s, held *h, int write_status)
+{
+    for (held *next; h; h = next) {
+        next = h->next;
+        release(rt, s, h, &h->w, write_status);
+        free(h);
+    }
+}
+
+/* Holds h behind s's last write, or fails it after a write error.
+** Returns 0 if nothing of s is in flight after all: h may go now. */
+static int gate(pgs_runtime *rt, server *s, msg *m, held *h, int lead)
+{
+    held *copy = malloc(sizeof *copy);
+    if (!copy) { /* cannot wait: the outputs cannot go early either */
+        h->failed = PGS_ENOMEM;
+        return 0;
+    }
+    *copy = *h;
+    shard *sh = pgsi_shard_of(rt, s->hash);
+    pthread_mutex_lock(&sh->lock); /* guards m->w, and the completion's delivery */
+    waiter *w = copy->w = h->sync ? m->w : NULL;
+    /* Once held, a copy without a waiter may be released and freed at any
+    ** moment; one with a waiter is released under this lock, not before. */
+    int gated = pgsi_gate(rt, s, copy, lead);
+    if (gated == GATE_HELD && w) {
+        pgsi_waiter_cv_init(w);
+        w->held = copy;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (gated == GATE_NOW) {
+        free(copy);
+        return 0;
+    }
+    if (gated == GATE_FAILED) { /* a write of this server failed: so does this turn */
+        release(rt, s, copy, &copy->w, 0);
+        free(copy);
+    }
+    return 1;
+}
+
+/* Gives a turn's outputs to whoever waits: now if nothing of the server is
+** in flight (only this owner could add a write, so the check is stable),
+** else once the server's last write is durable.  In async mode they go now. */
+static void output(pgs_runtime *rt, server *s, msg *m, held *h, int lead)
+{
+    h->sync = m->sync || m->direct;
+    if (s->write_mode != PGS_WRITE_ASYNC && !pgsi_nothing_in_flight(s) &&
+        gate(rt, s, m, h, lead))
+        return;
+    if (m->direct && !h->failed) { /* the caller is this thread, up the stack */
+        m->w->status = h->status;
+        m->w->reply = h->reply;
+        m->w->done = 1;
+        send_outbox(rt, h->outbox);
+        free(h->reply_to);
+        return;
+    }
+    release(rt, s, h, &m->w, 0);
+}
+
+/* One message, start to finish.  `lead`: this thread waits for the outputs
+** (a caller), so it may commit the turn's write itself, at once. */
+static void process(pgs_runtime *rt, server *s, msg *m, int lead)
 {
     pgs_ctx *outer = pgsi_current_ctx();
     pgs_ctx ctx = {.rt = rt, .s = s, .kind = m->kind, .outer = outer,
@@ -369,29 +466,50 @@ static void process(pgs_runtime *rt, server *s, msg *m)
     pgsi_buf_init(&ctx.reply, rt->opts.max_message_size);
     pgsi_set_ctx(&ctx);
     int status = turn(rt, s, &ctx, m);
-    if (status == PGS_OK && ctx.reply_rc)
-        status = ctx.reply_rc; /* the turn stands; the reply could not be made */
     pgsi_set_ctx(outer);
-    flush_outbox(rt, &ctx, status == PGS_OK);
     PGSI_STAT(rt, s, messages, 1);
-    deliver(rt, s, m, status, &ctx);
+
+    held h = {.status = status, .tag = m->tag, .reply_to = m->reply_to};
+    m->reply_to = NULL;
+    if (status == PGS_OK) {
+        h.outbox = ctx.out_head; /* the turn stands: what it sent goes */
+        if (ctx.reply_rc) {      /* ...but its reply could not be made */
+            h.status = ctx.reply_rc;
+        } else if (ctx.has_reply) {
+            h.reply = (pgs_bytes){ctx.reply.data, ctx.reply.len};
+            ctx.reply.data = NULL; /* moved */
+        }
+    } else {
+        drop_msgs(ctx.out_head);
+    }
+    pgsi_buf_free(&ctx.reply);
+    if (lead && !pgsi_nothing_in_flight(s))
+        pgsi_commit_lead(rt); /* the common case at low load: no thread hop */
+    output(rt, s, m, &h, lead);
+    if (!m->direct)
+        pgsi_msg_free(m);
 }
 
-/* Idle passivation: write if dirty, terminate, unload.  On a failed write
-** the server stays active and the timer tries again later. */
+/* Idle passivation: write if dirty, terminate, unload.  The write must be
+** durable before the state goes: if it fails, the server stays active (the
+** timer tries again later).  A write still in flight from an earlier turn
+** needs no wait: the struct stays registered until it lands, and a reload
+** waits for it. */
 static void passivate(pgs_runtime *rt, server *s, int reason)
 {
     pgs_ctx *outer = pgsi_current_ctx();
     pgs_ctx ctx = {.rt = rt, .s = s, .outer = outer, .depth = outer ? outer->depth + 1 : 1};
     pgsi_ref_of(s, &ctx.self);
     pgsi_set_ctx(&ctx);
-    int rc = s->dirty ? pgsi_write(rt, s, &ctx.self) : PGS_OK;
+    int rc = PGS_OK;
+    if (s->dirty && (rc = pgsi_write(rt, s, &ctx.self, 0)) == PGS_OK)
+        rc = pgsi_wait_durable(rt, s, &ctx.self);
     if (rc == PGS_OK) {
         unload(rt, s, &ctx, reason);
         PGSI_STAT(rt, s, passivations, 1);
     }
     pgsi_set_ctx(outer);
-    flush_outbox(rt, &ctx, rc == PGS_OK);
+    drop_msgs(ctx.out_head); /* terminate has no outputs to hold */
 }
 
 /* ------------------------------------------------------------------------
@@ -400,9 +518,10 @@ static void passivate(pgs_runtime *rt, server *s, int reason)
 ** A caller whose deadline passes while it runs messages queued before its
 ** own detaches its message (still handled later) and gives the server up.
 */
-static void run_owned(pgs_runtime *rt, server *s, msg *mine, int64_t deadline, int budget)
+static int run_owned(pgs_runtime *rt, server *s, msg *mine, int64_t deadline, int budget)
 {
     shard *sh = pgsi_shard_of(rt, s->hash);
+    int handled = 0; /* mine was handled */
     for (;;) {
         pthread_mutex_lock(&sh->lock);
         msg *m = s->mb_head;
@@ -422,17 +541,19 @@ static void run_owned(pgs_runtime *rt, server *s, msg *mine, int64_t deadline, i
             pthread_mutex_unlock(&sh->lock);
             if (free_it)
                 pgsi_server_free(s);
-            return;
+            return handled;
         }
         mb_pop(s);
         unwait(s, m);
         s->passivate_pending = 0;
         pthread_mutex_unlock(&sh->lock);
-        if (m == mine) {
+        int is_mine = m == mine;
+        process(rt, s, m, is_mine);
+        if (is_mine) {
             mine = NULL;
             budget = 0;
+            handled = 1;
         }
-        process(rt, s, m);
     }
 }
 
@@ -470,34 +591,74 @@ static int wait_reply(shard *sh, server *s, msg *m, waiter *w, int64_t deadline)
     while (!w->done && !w->handoff) {
         if (pthread_cond_timedwait(&w->cv, &sh->lock, &ts) != 0 && !w->done &&
             !w->handoff && pgsi_now_ns() >= deadline) {
-            unwait(s, m);
-            m->w = NULL; /* detach: the message is handled later, reply dropped */
+            if (w->held) { /* handled; its reply waits for a write: stop waiting for it */
+                w->held->w = NULL;
+                w->held = NULL;
+            } else {
+                unwait(s, m);
+                m->w = NULL; /* detach: the message is handled later, reply dropped */
+            }
             return 0;
         }
     }
     return w->handoff != NULL;
 }
 
-static void cv_init(waiter *w)
+void pgsi_waiter_cv_init(waiter *w)
 {
+    if (w->cv_ready)
+        return;
     pthread_condattr_t a;
     pthread_condattr_init(&a);
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &a);
     pthread_condattr_destroy(&a);
+    w->cv_ready = 1;
+}
+
+/* A caller whose turn ran (on this thread or another) and whose reply waits
+** for a write: commit batches while no one else does, then wait for the
+** reply until the deadline.  Returns 0, or PGS_ETIMEDOUT. */
+static int await_durable(pgs_runtime *rt, shard *sh, waiter *w, int64_t deadline)
+{
+    for (;;) {
+        pthread_mutex_lock(&sh->lock);
+        int done = w->done;
+        pthread_mutex_unlock(&sh->lock);
+        if (done || !pgsi_commit_lead(rt))
+            break;
+    }
+    struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+    int rc = PGS_OK;
+    pthread_mutex_lock(&sh->lock);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->cv, &sh->lock, &ts) != 0 && !w->done &&
+            pgsi_now_ns() >= deadline) {
+            if (w->held)
+                w->held->w = NULL; /* the reply is dropped when it comes */
+            w->held = NULL;
+            rc = PGS_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
 }
 
 /* The direct path: the server was idle, this thread runs the message. */
-static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w)
+static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout_ms)
 {
     shard *sh = pgsi_shard_of(rt, s->hash);
-    process(rt, s, m);
+    process(rt, s, m, 1);
     pthread_mutex_lock(&sh->lock);
     s->passivate_pending = 0;
     int free_it = release_locked(rt, sh, s);
+    int done = w->done;
     pthread_mutex_unlock(&sh->lock);
     if (free_it)
         pgsi_server_free(s);
+    if (!done && await_durable(rt, sh, w, pgsi_now_ns() + (int64_t)timeout_ms * 1000000))
+        return PGS_ETIMEDOUT;
     return w->status;
 }
 
@@ -507,7 +668,7 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
 {
     const void *me = w->token;
     int own = 0;
-    cv_init(w);
+    pgsi_waiter_cv_init(w);
     m->w = w;
     m->sync = 1;
     mb_push(s, m);
@@ -519,9 +680,10 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
         own = wait_reply(sh, s, m, w, deadline);
     }
     pthread_mutex_unlock(&sh->lock);
-    if (own)
-        run_owned(rt, s, m, deadline, 0);
-    pthread_cond_destroy(&w->cv);
+    /* An owner runs the mailbox up to its message; if that was handled and
+    ** the reply waits for a write, it waits (committing) like a direct call. */
+    if (own && run_owned(rt, s, m, deadline, 0))
+        await_durable(rt, sh, w, deadline);
     return w->done ? w->status : PGS_ETIMEDOUT;
 }
 
@@ -556,7 +718,7 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         msg m = {.kind = (uint8_t)kind, .direct = 1, .w = &w, .data = data, .len = len};
         if (opts)
             m.opts = *opts;
-        rc = run_direct(rt, s, &m, &w);
+        rc = run_direct(rt, s, &m, &w, timeout_ms);
     } else {
         msg *m = pgsi_msg_new(kind, data, len);
         if (!m) {
@@ -568,6 +730,8 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         /* Only a call that may wait reads the clock: the direct path never does. */
         rc = run_queued(rt, sh, s, m, &w, pgsi_now_ns() + (int64_t)timeout_ms * 1000000);
     }
+    if (w.cv_ready)
+        pthread_cond_destroy(&w.cv);
     if (reply && rc == PGS_OK)
         *reply = w.reply;
     else
@@ -621,27 +785,44 @@ void pgsi_idle_due(pgs_runtime *rt, server *s)
     pthread_mutex_unlock(&sh->lock);
 }
 
-/* Shutdown, single-threaded: workers and the timer are stopped, so nothing
-** links a server but the registry, and every mailbox is empty.  Returns the
-** first failed passivation write (that state is lost), else PGS_OK. */
+/* Shutdown, single-threaded but for the committer: workers and the timer
+** are stopped, so nothing links a server but the registry and every
+** mailbox is empty.  Unwritten changes are queued for every server at
+** once, committed together, then every state is dropped.  Returns
+** PGS_ESTORAGE if some state could not be written (it is lost), else
+** PGS_OK. */
 int pgsi_passivate_all(pgs_runtime *rt)
 {
-    int first = PGS_OK;
+    server *all = NULL;
     for (size_t i = 0; i < PGSI_SHARDS; i++) {
         server *s = pgsi_reg_take_all(&rt->shards[i]), *next;
         for (; s; s = next) {
             next = s->hnext;
-            msg *m;
-            while ((m = mb_pop(s))) /* none expected: the pool drained */
-                pgsi_msg_free(m);
-            if (atomic_load_explicit(&s->loaded, memory_order_relaxed))
-                passivate(rt, s, PGS_REASON_SHUTDOWN);
-            if (atomic_load_explicit(&s->loaded, memory_order_relaxed)) { /* write failed */
-                unload(rt, s, &(pgs_ctx){.rt = rt, .s = s}, PGS_REASON_SHUTDOWN);
-                first = first ? first : PGS_ESTORAGE;
-            }
-            pgsi_server_free(s);
+            pgs_ref ref;
+            pgsi_ref_of(s, &ref);
+            if (atomic_load_explicit(&s->loaded, memory_order_relaxed) && s->dirty &&
+                pgsi_write(rt, s, &ref, 0) == PGS_OK)
+                s->dirty = 0;
+            s->hnext = all;
+            all = s;
         }
+    }
+    pgsi_commit_drain(rt);
+    int first = PGS_OK;
+    for (server *s = all, *next; s; s = next) {
+        next = s->hnext;
+        msg *m;
+        while ((m = mb_pop(s))) /* none expected: the pool drained */
+            pgsi_msg_free(m);
+        int lost = s->dirty || atomic_load_explicit(&s->write_error, memory_order_relaxed);
+        if (atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
+            pgs_ctx ctx = {.rt = rt, .s = s};
+            pgsi_ref_of(s, &ctx.self);
+            unload(rt, s, &ctx, PGS_REASON_SHUTDOWN);
+            PGSI_STAT(rt, s, passivations, 1);
+        }
+        first = first ? first : lost ? PGS_ESTORAGE : PGS_OK;
+        pgsi_server_free(s);
     }
     return first;
 }

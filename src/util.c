@@ -195,4 +195,5 @@ void pgs_options_init(pgs_options *opts)
     opts->max_message_size = (size_t)16 << 20;
     opts->storage = NULL;
     opts->default_call_timeout_ms = 5000;
+    opts->flush_interval_ms = 50;
 }

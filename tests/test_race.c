@@ -30,10 +30,14 @@
 **
 ** The seed is printed; `test_race --seed S` replays the same operations
 ** (thread interleavings differ from run to run; the operations do not).
-**   test_race [--seed S] [--ops N] [--threads T] [--seconds S]
+**   test_race [--seed S] [--ops N] [--threads T] [--seconds S] [--store KIND]
 ** With --seconds, runs one seed after another until the time is up (soak).
+** --store: memory (default: writes inline, in the turn), pipeline (the
+** same engine behind group commit and the output gate: turns run ahead of
+** their writes), or sqlite (a fresh file per run, synchronous=off).
 */
 #include "check.h"
+#include "faulty.h"
 #include "pgs.h"
 
 #include <inttypes.h>
@@ -564,15 +568,45 @@ static int start_servers(run *r)
     return PGS_OK;
 }
 
-static int run_once(uint64_t seed, int threads, long ops)
+/* A fresh store of the kind asked for; *dir: a temp dir to remove, or "". */
+static pgs_storage *open_store(const char *kind, char dir[64])
+{
+    pgs_storage *st = NULL;
+    dir[0] = 0;
+    if (!strcmp(kind, "pipeline")) {
+        REQUIRE_OK(pgs_storage_open(&st, "faulty:", &faulty_ops)); /* no faults set */
+    } else if (!strcmp(kind, "sqlite")) {
+        char url[128];
+        strcpy(dir, "/tmp/pgs-race-XXXXXX");
+        REQUIRE(mkdtemp(dir));
+        snprintf(url, sizeof url, "sqlite:%s/race.db?synchronous=off", dir);
+        REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    } else {
+        REQUIRE_OK(pgs_storage_open(&st, "memory:", NULL));
+    }
+    return st;
+}
+
+static void close_store(pgs_storage *st, const char *dir)
+{
+    pgs_storage_close(st);
+    if (dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "test_race: could not remove %s\n", dir);
+    }
+}
+
+static int run_once(uint64_t seed, int threads, long ops, const char *kind)
 {
     run *r = calloc(1, sizeof *r);
     REQUIRE(r);
     r->seed = seed;
     r->threads = threads;
     r->ops = ops;
-    pgs_storage *st;
-    REQUIRE_OK(pgs_storage_open(&st, "memory:", NULL));
+    char dir[64];
+    pgs_storage *st = open_store(kind, dir);
     REQUIRE_OK(open_runtime(st, &r->rt));
     REQUIRE_OK(start_servers(r));
 
@@ -602,7 +636,7 @@ static int run_once(uint64_t seed, int threads, long ops)
     REQUIRE_OK(open_runtime(st, &r->rt));
     ok = ok && verify(r, r->rt, 0, "reopened");
     pgs_close(r->rt);
-    pgs_storage_close(st);
+    close_store(st, dir);
 
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     fprintf(stderr,
@@ -626,6 +660,7 @@ int main(int argc, char **argv)
     int threads = 4;
     long ops = 20000;
     double seconds = 0;
+    const char *kind = "memory";
     const char *env = getenv("PGS_SEED");
     if (env)
         seed = strtoull(env, NULL, 0);
@@ -638,18 +673,22 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds"))
             seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--store"))
+            kind = argv[i + 1];
     }
-    if (threads < 1 || threads > MAX_THREADS || ops < 1) {
-        fprintf(stderr, "usage: test_race [--seed S] [--ops N] [--threads 1..8] [--seconds S]\n");
+    if (threads < 1 || threads > MAX_THREADS || ops < 1 ||
+        (strcmp(kind, "memory") && strcmp(kind, "pipeline") && strcmp(kind, "sqlite"))) {
+        fprintf(stderr, "usage: test_race [--seed S] [--ops N] [--threads 1..8] [--seconds S]"
+                        " [--store memory|pipeline|sqlite]\n");
         return 2;
     }
     fprintf(stderr, "test_race: seed %" PRIu64 " (replay: test_race --seed %" PRIu64
-                    " --ops %ld --threads %d)\n", seed, seed, ops, threads);
+                    " --ops %ld --threads %d --store %s)\n", seed, seed, ops, threads, kind);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int failures = 0, runs = 0;
     do {
-        failures += !run_once(seed++, threads, ops);
+        failures += !run_once(seed++, threads, ops, kind);
         runs++;
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while (!failures && (double)(now.tv_sec - start.tv_sec) < seconds);

@@ -527,4 +527,5 @@ const pgs_storage_ops pgsi_memory_ops = {
     .get = mem_get,
     .batch = mem_batch,
     .scan = mem_scan,
+    .flags = PGS_STORAGE_INLINE, /* a batch is a few memcpys: no group commit */
 };
