@@ -34,8 +34,11 @@
 **      KEY(behaviour, key) WITHOUT ROWID), the same pragmas and the same
 **      rows (behaviour "counter", the same 8-byte keys, options bytes and
 **      16-byte states).  One thread runs the adapter's own prepared UPDATE
-**      (every column bound, version checked) through the rows in turn, the
-**      state changing every time, B rows per transaction (B = 1: no
+**      (every column bound, version checked), the state changing every
+**      time, B rows per transaction, the B rows that B clients going
+**      through the rows in turn from spread offsets would write at once
+**      (as pgs's clients do: consecutive rows of one transaction would
+**      share a page or two and flatter the reference) (B = 1: no
 **      BEGIN/COMMIT, as the adapter does for a lone write; else BEGIN
 **      IMMEDIATE ... COMMIT); rate = rows / s.  B is the batch pgs
 **      achieved (rounded, >= 1).  Each concurrency's pgs phase and its raw
@@ -449,7 +452,7 @@ typedef struct raw {
     sqlite3 *db;
     sqlite3_stmt *upd;
     const tmpl *t;
-    size_t rows, next;
+    size_t rows, round; /* round: transactions so far */
     counter *state;     /* each row's current state */
     uint64_t *version;  /* each row's stored version */
 } raw;
@@ -531,10 +534,9 @@ static void raw_close(raw *r)
     free(r->version);
 }
 
-/* The next row in turn gets a new state and version. */
-static int raw_update_one(raw *r)
+/* Row i gets a new state and version. */
+static int raw_update_one(raw *r, size_t i)
 {
-    size_t i = r->next++ % r->rows;
     counter *c = &r->state[i];
     c->n++;
     c->turns++;
@@ -559,8 +561,13 @@ static int raw_run(raw *r, long b, double seconds, uint64_t *rows, double *secs)
     do {
         if (b > 1)
             rc = sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        /* The rows B callers write at once: each goes through the rows in
+        ** turn from its own offset, as the pgs clients do, so a
+        ** transaction touches B places in the table, not one run of rows
+        ** that would share a page or two. */
         for (long j = 0; !rc && j < b; j++)
-            rc = raw_update_one(r);
+            rc = raw_update_one(r, ((size_t)j * r->rows / (size_t)b + r->round) % r->rows);
+        r->round++;
         if (!rc && b > 1)
             rc = sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
         n += (uint64_t)b;

@@ -14,10 +14,12 @@
 ** Who commits.  A caller that waits for its own reply commits the batch
 ** itself when no commit is running: at low load there is no thread hop,
 ** and one caller costs one transaction per call, like raw SQLite.  Any
-** other time the committer thread commits, as soon as the running commit
+** other time a committer thread commits, as soon as the running commit
 ** ends.  Workers never commit: they go on to other servers while the disk
 ** works, so writes pile up for the next batch.  Batches grow with load
-** without a timer and without added latency at low load.
+** without a timer and without added latency at low load.  Commits run one
+** at a time; releasing a batch's outputs overlaps the next commit, in
+** commit order (two committer threads take turns).
 **
 ** Per server at most one write is pending: a write made before the batch
 ** takes the previous one replaces its state (coalescing), so a batch names
@@ -171,9 +173,12 @@ static int submit(pgs_runtime *rt, server *s, const pgs_record *rec, const pgs_r
         w->rec.ref = *ref;
         s->version = 0;
     }
-    /* Wake the committer for a sync write, or to arm the deadline of the
-    ** first async one. */
-    int wake = !rt->c_busy && (rt->c_nsync || was_empty);
+    /* Wake the committer for a sync write, unless this thread commits it
+    ** itself (a caller: no hop), or to arm the deadline of the first async
+    ** write. */
+    pgs_ctx *ctx = pgsi_current_ctx();
+    int lead = ctx && ctx->rt == rt && ctx->lead;
+    int wake = !rt->c_busy && (rt->c_nsync ? !lead : was_empty && w->async);
     pthread_mutex_unlock(&rt->c_lock);
     if (wake)
         pthread_cond_signal(&rt->c_cv);
@@ -263,11 +268,9 @@ static void complete_one(pgs_runtime *rt, wreq *w)
     server *s = w->s;
     for (;;) {
         pthread_mutex_lock(&rt->c_lock);
-        if (w->status && !atomic_load_explicit(&s->write_error, memory_order_relaxed))
-            atomic_store_explicit(&s->write_error, w->status, memory_order_relaxed);
         held *h = w->held_head;
         w->held_head = w->held_tail = NULL;
-        if (!h)
+        if (!h && s->committing == w)
             s->committing = NULL;
         pthread_mutex_unlock(&rt->c_lock);
         if (!h)
@@ -278,20 +281,42 @@ static void complete_one(pgs_runtime *rt, wreq *w)
     wreq_free(w);
 }
 
-static void run_batch(pgs_runtime *rt, wreq *batch)
+/* Takes the next batch (commit lock held): this thread now commits it. */
+static wreq *start_batch(pgs_runtime *rt, uint64_t *seq)
+{
+    rt->c_busy = 1;
+    *seq = ++rt->c_seq;
+    return take(rt);
+}
+
+/* Commits a batch, lets the next batch start at once (on another thread),
+** then releases this batch's outputs — after the previous batch's, so
+** outputs leave in commit order.  Delivering wakes many callers, one
+** system call each: overlapping it with the next commit keeps the disk
+** busy.  A failure is recorded before the next batch is taken, so a
+** server's later write fails with it. */
+static void run_batch(pgs_runtime *rt, wreq *batch, uint64_t seq)
 {
     commit_batch(rt, batch);
+    pthread_mutex_lock(&rt->c_lock);
+    for (wreq *w = batch; w; w = w->next)
+        if (w->status && !atomic_load_explicit(&w->s->write_error, memory_order_relaxed))
+            atomic_store_explicit(&w->s->write_error, w->status, memory_order_relaxed);
+    rt->c_busy = 0;
+    int more = rt->c_head != NULL;
+    while (rt->c_delivered != seq - 1)
+        pthread_cond_wait(&rt->c_done, &rt->c_lock);
+    pthread_mutex_unlock(&rt->c_lock);
+    if (more)
+        pthread_cond_signal(&rt->c_cv); /* a committer takes the next batch */
     for (wreq *w = batch, *next; w; w = next) {
         next = w->next;
         complete_one(rt, w);
     }
     pthread_mutex_lock(&rt->c_lock);
-    rt->c_busy = 0;
-    int more = rt->c_head != NULL;
+    rt->c_delivered = seq;
     pthread_mutex_unlock(&rt->c_lock);
     pthread_cond_broadcast(&rt->c_done);
-    if (more)
-        pthread_cond_signal(&rt->c_cv); /* the committer takes the next batch */
 }
 
 /* Commits a batch on this thread if none is running and a sync write waits.
@@ -303,10 +328,10 @@ int pgsi_commit_lead(pgs_runtime *rt)
         pthread_mutex_unlock(&rt->c_lock);
         return 0;
     }
-    rt->c_busy = 1;
-    wreq *batch = take(rt);
+    uint64_t seq;
+    wreq *batch = start_batch(rt, &seq);
     pthread_mutex_unlock(&rt->c_lock);
-    run_batch(rt, batch);
+    run_batch(rt, batch, seq);
     return 1;
 }
 
@@ -334,10 +359,10 @@ static void *committer_main(void *arg)
     for (;;) {
         int64_t until = 0;
         if (!rt->c_busy && ready(rt, &until)) {
-            rt->c_busy = 1;
-            wreq *batch = take(rt);
+            uint64_t seq;
+            wreq *batch = start_batch(rt, &seq);
             pthread_mutex_unlock(&rt->c_lock);
-            run_batch(rt, batch);
+            run_batch(rt, batch, seq);
             pthread_mutex_lock(&rt->c_lock);
             continue;
         }
@@ -360,9 +385,9 @@ int pgsi_commit_start(pgs_runtime *rt)
     rt->c_which = calloc(MAX_BATCH, sizeof *rt->c_which);
     if (!rt->c_writes || !rt->c_which)
         return PGS_ENOMEM;
-    if (pthread_create(&rt->c_thread, NULL, committer_main, rt) != 0)
-        return PGS_ENOMEM;
-    rt->c_running = 1;
+    for (; rt->c_running < PGSI_COMMITTERS; rt->c_running++)
+        if (pthread_create(&rt->c_threads[rt->c_running], NULL, committer_main, rt) != 0)
+            return PGS_ENOMEM;
     return PGS_OK;
 }
 
@@ -373,7 +398,7 @@ void pgsi_commit_drain(pgs_runtime *rt)
     pthread_mutex_lock(&rt->c_lock);
     rt->c_flush++;
     pthread_cond_signal(&rt->c_cv);
-    while (rt->c_head || rt->c_busy)
+    while (rt->c_head || rt->c_busy || rt->c_delivered != rt->c_seq)
         pthread_cond_wait(&rt->c_done, &rt->c_lock);
     rt->c_flush--;
     pthread_mutex_unlock(&rt->c_lock);
@@ -381,15 +406,13 @@ void pgsi_commit_drain(pgs_runtime *rt)
 
 void pgsi_commit_stop(pgs_runtime *rt)
 {
-    if (rt->c_running) {
-        pthread_mutex_lock(&rt->c_lock);
-        rt->c_stop = 1;
-        rt->c_flush++;
-        pthread_cond_signal(&rt->c_cv);
-        pthread_mutex_unlock(&rt->c_lock);
-        pthread_join(rt->c_thread, NULL);
-        rt->c_running = 0;
-    }
+    pthread_mutex_lock(&rt->c_lock);
+    rt->c_stop = 1;
+    rt->c_flush++;
+    pthread_cond_broadcast(&rt->c_cv);
+    pthread_mutex_unlock(&rt->c_lock);
+    for (; rt->c_running > 0; rt->c_running--)
+        pthread_join(rt->c_threads[rt->c_running - 1], NULL);
     free(rt->c_writes);
     free(rt->c_which);
     rt->c_writes = NULL;
@@ -410,10 +433,10 @@ void pgsi_wait_writes(pgs_runtime *rt, server *s)
         if (s->pending)
             make_sync(rt, s->pending);
         if (!rt->c_busy && rt->c_nsync) { /* nobody commits: this thread does */
-            rt->c_busy = 1;
-            wreq *batch = take(rt);
+            uint64_t seq;
+            wreq *batch = start_batch(rt, &seq);
             pthread_mutex_unlock(&rt->c_lock);
-            run_batch(rt, batch);
+            run_batch(rt, batch, seq);
             pthread_mutex_lock(&rt->c_lock);
             continue;
         }

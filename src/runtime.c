@@ -13,8 +13,11 @@
 */
 #include "runtime.h"
 
+#include <errno.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------
@@ -44,6 +47,30 @@ long pgsi_inflight(pgs_runtime *rt)
 }
 pgs_ctx *pgsi_current_ctx(void) { return tls_ctx; }
 void pgsi_set_ctx(pgs_ctx *ctx) { tls_ctx = ctx; }
+
+/* ------------------------------------------------------------------------
+** Waiters sleep on a futex, not a condition variable: a condvar's waker
+** must signal while holding the lock (the waiter may return and destroy it
+** right after the unlock), and then the woken thread runs straight into
+** that held lock, a second context switch per call.  A futex can be woken
+** after the unlock: FUTEX_WAKE only names an address.
+*/
+int pgsi_sleep(waiter *w, pthread_mutex_t *m, int64_t deadline)
+{
+    uint32_t seen = atomic_load_explicit(&w->wake, memory_order_relaxed);
+    struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+    pthread_mutex_unlock(m);
+    long rc = syscall(SYS_futex, &w->wake, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, &ts,
+                      NULL, FUTEX_BITSET_MATCH_ANY);
+    int timed_out = rc != 0 && errno == ETIMEDOUT;
+    pthread_mutex_lock(m);
+    return timed_out || pgsi_now_ns() >= deadline;
+}
+
+void pgsi_wake(waiter *w)
+{
+    syscall(SYS_futex, &w->wake, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+}
 
 /* ------------------------------------------------------------------------
 ** Behaviours: an append-only array published with release order, so
@@ -158,10 +185,15 @@ static int check_options(const pgs_options *o)
 
 static void init_locks(pgs_runtime *rt)
 {
+    /* The hot locks spin a little before sleeping: their critical sections
+    ** are a few dozen instructions, shorter than a futex round trip. */
+    pthread_mutexattr_t hot;
+    pthread_mutexattr_init(&hot);
+    pthread_mutexattr_settype(&hot, PTHREAD_MUTEX_ADAPTIVE_NP);
     for (size_t i = 0; i < PGSI_SHARDS; i++)
-        pthread_mutex_init(&rt->shards[i].lock, NULL);
+        pthread_mutex_init(&rt->shards[i].lock, &hot);
     pthread_mutex_init(&rt->reg_lock, NULL);
-    pthread_mutex_init(&rt->rq_lock, NULL);
+    pthread_mutex_init(&rt->rq_lock, &hot);
     pthread_cond_init(&rt->rq_cv, NULL);
     pthread_cond_init(&rt->quiet_cv, NULL);
     pthread_mutex_init(&rt->close_lock, NULL);
@@ -172,7 +204,8 @@ static void init_locks(pgs_runtime *rt)
     pthread_cond_init(&rt->c_cv, &a); /* the committer waits for async deadlines */
     pthread_condattr_destroy(&a);
     pthread_mutex_init(&rt->t_lock, NULL);
-    pthread_mutex_init(&rt->c_lock, NULL);
+    pthread_mutex_init(&rt->c_lock, &hot);
+    pthread_mutexattr_destroy(&hot);
     pthread_cond_init(&rt->c_done, NULL);
 }
 

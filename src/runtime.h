@@ -26,6 +26,7 @@ typedef struct wreq wreq;
 #define PGSI_MAX_BEHAVIOURS 256
 #define PGSI_MAX_DEPTH 128      /* nested direct calls on one thread */
 #define PGSI_BATCH 64           /* messages a worker runs per turn of a server */
+#define PGSI_COMMITTERS 2       /* committer threads: one commits while one delivers */
 
 /* A registered behaviour with its effective defaults.  Immutable once
 ** published (rt->nbehs is stored with release order after it is filled). */
@@ -106,11 +107,14 @@ struct msg {
     unsigned char inline_data[];
 };
 
-/* A thread blocked in a call.  Lives on that thread's stack; every field
-** but cv is guarded by the shard lock of the server it waits on. */
+/* A thread blocked in a call.  Lives on that thread's stack; every field is
+** guarded by the shard lock of the server it waits on.  It sleeps on `wake`
+** (a futex, see pgsi_sleep): a waker bumps it under the lock and wakes it
+** after unlocking, so the sleeper never wakes straight into a held lock,
+** and a waiter that has already returned costs the waker nothing but a
+** harmless wake-up call on a stale address. */
 struct waiter {
-    pthread_cond_t cv;
-    int cv_ready;      /* cv initialised (the direct path does it only if it waits) */
+    _Atomic uint32_t wake;
     int done;          /* the reply (or an error) is in */
     int status;
     pgs_bytes reply;
@@ -158,6 +162,8 @@ struct pgs_ctx {
     pgs_ref self;
     struct pgs_ctx *outer; /* enclosing turn on this thread */
     int depth;
+    int lead;              /* this thread waits for the turn's outputs: it
+                              commits the turn's write itself if it can */
     int kind;              /* M_* being handled */
     int has_reply;
     int reply_rc;          /* pgs_reply's failure (e.g. too big): the call's status */
@@ -228,13 +234,15 @@ struct pgs_runtime {
     /* Group commit (commit.c); commit lock. */
     pthread_mutex_t c_lock;
     pthread_cond_t c_cv;        /* the committer thread waits here */
-    pthread_cond_t c_done;      /* a batch ended */
+    pthread_cond_t c_done;      /* a batch's outputs were released */
     wreq *c_head, *c_tail;      /* pending writes, oldest first */
     uint32_t c_nsync;           /* pending writes someone waits for */
     int c_busy;                 /* a batch is being committed */
     int c_flush;                /* commit everything now (drain, shutdown) */
+    uint64_t c_seq;             /* batches taken */
+    uint64_t c_delivered;       /* batches whose outputs are all released */
     int c_stop, c_running;
-    pthread_t c_thread;
+    pthread_t c_threads[PGSI_COMMITTERS];
     pgs_write *c_writes;        /* the batch being committed (c_busy owner) */
     wreq **c_which;
 
@@ -280,7 +288,11 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
 int pgsi_release_idle(pgs_runtime *rt, shard *sh, server *s);
 /* Releases a chain of held outputs; write_status: their write's outcome. */
 void pgsi_held_release_all(pgs_runtime *rt, server *s, held *h, int write_status);
-void pgsi_waiter_cv_init(waiter *w);
+/* Sleeps on w->wake until bumped or the deadline (ns, monotonic) passes:
+** unlocks m around the sleep.  Returns 1 if the deadline passed. */
+int pgsi_sleep(waiter *w, pthread_mutex_t *m, int64_t deadline);
+/* Wakes a waiter whose `wake` was bumped; call with no lock held. */
+void pgsi_wake(waiter *w);
 /* A worker runs a server popped from the run queue. */
 void pgsi_run_popped(pgs_runtime *rt, server *s);
 /* The timer found s's idle entry due. */

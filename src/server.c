@@ -143,7 +143,8 @@ static int release_locked(pgs_runtime *rt, shard *sh, server *s)
         /* A blocked caller gets the work it waits for: no worker needed. */
         s->owner = w->token;
         w->handoff = s;
-        pthread_cond_signal(&w->cv);
+        atomic_fetch_add_explicit(&w->wake, 1, memory_order_relaxed);
+        pgsi_wake(w); /* rare: under the lock, as it must not wait for the unlock */
         return 0;
     }
     s->status = S_SCHEDULED;
@@ -355,7 +356,8 @@ static void send_async_reply(pgs_runtime *rt, held *h)
     }
 }
 
-/* Hands the status and reply to a waiting caller (shard lock held). */
+/* Hands the status and reply to a waiting caller (shard lock held); the
+** caller wakes it with pgsi_wake once unlocked. */
 static void to_waiter(waiter *w, held *h)
 {
     w->status = h->status;
@@ -363,7 +365,7 @@ static void to_waiter(waiter *w, held *h)
     w->done = 1;
     w->held = NULL;
     h->reply = (pgs_bytes){0};
-    pthread_cond_signal(&w->cv);
+    atomic_fetch_add_explicit(&w->wake, 1, memory_order_relaxed);
 }
 
 /* Releases one turn's outputs.  write_status is the outcome of the write
@@ -383,9 +385,12 @@ static void release(pgs_runtime *rt, server *s, held *h, waiter **wp, int write_
     if (h->sync) {
         shard *sh = pgsi_shard_of(rt, s->hash);
         pthread_mutex_lock(&sh->lock);
-        if (*wp) /* NULL if the caller gave up waiting */
-            to_waiter(*wp, h);
+        waiter *w = *wp; /* NULL if the caller gave up waiting */
+        if (w)
+            to_waiter(w, h);
         pthread_mutex_unlock(&sh->lock);
+        if (w)
+            pgsi_wake(w);
     } else if (h->reply_to) {
         send_async_reply(rt, h);
     }
@@ -419,10 +424,8 @@ static int gate(pgs_runtime *rt, server *s, msg *m, held *h, int lead)
     /* Once held, a copy without a waiter may be released and freed at any
     ** moment; one with a waiter is released under this lock, not before. */
     int gated = pgsi_gate(rt, s, copy, lead);
-    if (gated == GATE_HELD && w) {
-        pgsi_waiter_cv_init(w);
+    if (gated == GATE_HELD && w)
         w->held = copy;
-    }
     pthread_mutex_unlock(&sh->lock);
     if (gated == GATE_NOW) {
         free(copy);
@@ -461,7 +464,7 @@ static void process(pgs_runtime *rt, server *s, msg *m, int lead)
 {
     pgs_ctx *outer = pgsi_current_ctx();
     pgs_ctx ctx = {.rt = rt, .s = s, .kind = m->kind, .outer = outer,
-                   .depth = outer ? outer->depth + 1 : 1};
+                   .depth = outer ? outer->depth + 1 : 1, .lead = lead};
     pgsi_ref_of(s, &ctx.self);
     pgsi_buf_init(&ctx.reply, rt->opts.max_message_size);
     pgsi_set_ctx(&ctx);
@@ -498,7 +501,8 @@ static void process(pgs_runtime *rt, server *s, msg *m, int lead)
 static void passivate(pgs_runtime *rt, server *s, int reason)
 {
     pgs_ctx *outer = pgsi_current_ctx();
-    pgs_ctx ctx = {.rt = rt, .s = s, .outer = outer, .depth = outer ? outer->depth + 1 : 1};
+    pgs_ctx ctx = {.rt = rt, .s = s, .outer = outer, .depth = outer ? outer->depth + 1 : 1,
+                   .lead = 1 /* it waits for its write */};
     pgsi_ref_of(s, &ctx.self);
     pgsi_set_ctx(&ctx);
     int rc = PGS_OK;
@@ -585,12 +589,10 @@ int pgsi_send(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m)
 ** or the deadline passes.  Returns 1 if we now own the server. */
 static int wait_reply(shard *sh, server *s, msg *m, waiter *w, int64_t deadline)
 {
-    struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
     m->waiting = 1;
     s->nwaiting++;
     while (!w->done && !w->handoff) {
-        if (pthread_cond_timedwait(&w->cv, &sh->lock, &ts) != 0 && !w->done &&
-            !w->handoff && pgsi_now_ns() >= deadline) {
+        if (pgsi_sleep(w, &sh->lock, deadline) && !w->done && !w->handoff) {
             if (w->held) { /* handled; its reply waits for a write: stop waiting for it */
                 w->held->w = NULL;
                 w->held = NULL;
@@ -602,18 +604,6 @@ static int wait_reply(shard *sh, server *s, msg *m, waiter *w, int64_t deadline)
         }
     }
     return w->handoff != NULL;
-}
-
-void pgsi_waiter_cv_init(waiter *w)
-{
-    if (w->cv_ready)
-        return;
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &a);
-    pthread_condattr_destroy(&a);
-    w->cv_ready = 1;
 }
 
 /* A caller whose turn ran (on this thread or another) and whose reply waits
@@ -628,12 +618,10 @@ static int await_durable(pgs_runtime *rt, shard *sh, waiter *w, int64_t deadline
         if (done || !pgsi_commit_lead(rt))
             break;
     }
-    struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
     int rc = PGS_OK;
     pthread_mutex_lock(&sh->lock);
     while (!w->done) {
-        if (pthread_cond_timedwait(&w->cv, &sh->lock, &ts) != 0 && !w->done &&
-            pgsi_now_ns() >= deadline) {
+        if (pgsi_sleep(w, &sh->lock, deadline) && !w->done) {
             if (w->held)
                 w->held->w = NULL; /* the reply is dropped when it comes */
             w->held = NULL;
@@ -668,7 +656,6 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
 {
     const void *me = w->token;
     int own = 0;
-    pgsi_waiter_cv_init(w);
     m->w = w;
     m->sync = 1;
     mb_push(s, m);
@@ -730,8 +717,6 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         /* Only a call that may wait reads the clock: the direct path never does. */
         rc = run_queued(rt, sh, s, m, &w, pgsi_now_ns() + (int64_t)timeout_ms * 1000000);
     }
-    if (w.cv_ready)
-        pthread_cond_destroy(&w.cv);
     if (reply && rc == PGS_OK)
         *reply = w.reply;
     else
