@@ -302,6 +302,20 @@ uint64_t pgs_record_checksum(const pgs_record *rec);
 ** PGS_ENOMEM. */
 int pgs_record_copy(const pgs_record *src, pgs_record **out);
 
+/* The record as one portable byte string (a value per key for engines
+** like LMDB; export and import): out->data is malloc'd, owned by the
+** caller (pgs_bytes_free).  The checksum is carried as it is, not
+** recomputed.  Errors: PGS_EINVAL (NULL, or a byte field NULL with a
+** length), PGS_EREF (bad ref), PGS_ENOMEM, PGS_ETOOBIG. */
+int pgs_record_encode(const pgs_record *rec, pgs_bytes *out);
+
+/* Decodes what pgs_record_encode wrote into a record from
+** pgs_record_copy() (owned by the caller: free()).  Every length is
+** checked against the bytes given and the checksum against the fields:
+** PGS_ECORRUPT if anything is off, never a wrong record.  Errors:
+** PGS_EINVAL, PGS_ECORRUPT, PGS_ENOMEM. */
+int pgs_record_decode(const void *data, size_t len, pgs_record **out);
+
 enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
 
 /* One write of a batch. */

@@ -5,7 +5,8 @@
 #
 #   scripts/test.sh              all three builds
 #   scripts/test.sh release      one of: release tsan asan
-#   scripts/test.sh soak         the long soak programs (release build)
+#   scripts/test.sh soak         the long runs: race and kill soaks, then fuzzing
+#                                (PGS_SOAK_SECONDS, PGS_FUZZ_SECONDS: default 600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || { echo "deps: install failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -49,8 +50,10 @@ run_build() { # name, extra cmake args...
 
 mode=${1:-all}
 case "$mode" in
-  soak)
-    configure release && cmake --build build/release -j"$JOBS" --target soak
+  soak) # long race and kill runs (release), then the fuzzers (clang ASan+UBSan)
+    configure release && cmake --build build/release -j"$JOBS" --target soak &&
+      configure asan -DPGS_SANITIZE=address -DCMAKE_C_COMPILER=clang &&
+      cmake --build build/asan -j"$JOBS" --target fuzz-soak
     exit $? ;;
   release) run_build release ;;
   tsan) run_build tsan -DPGS_SANITIZE=thread -DCMAKE_C_COMPILER=clang ;;

@@ -35,8 +35,12 @@ const pgs_storage_ops *pgsi_storage_builtin(const char *url);
 ** written by one build reads back in another.  PGSI_OPTS_LEN bytes. */
 #define PGSI_OPTS_LEN 8
 void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN]);
-/* PGS_OK or PGS_ECORRUPT (wrong length, unknown version or value). */
+/* PGS_OK or PGS_ECORRUPT (wrong length, unknown version or value).  No
+** bytes at all (a record written by a tool) means every option inherits. */
 int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o);
+
+/* 1 if every byte field of rec has bytes where its length says so. */
+int pgsi_record_fields_present(const pgs_record *rec);
 
 /* Hash of a ref's name and key (used by the registry and the memory store). */
 uint64_t pgsi_ref_hash(const pgs_ref *ref);

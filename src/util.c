@@ -129,7 +129,13 @@ void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN]
 int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o)
 {
     const unsigned char *p = data;
-    if (!p || len != PGSI_OPTS_LEN || !o)
+    if (!o)
+        return PGS_ECORRUPT;
+    if (len == 0) { /* none stored: every option inherits */
+        memset(o, 0, sizeof *o);
+        return PGS_OK;
+    }
+    if (!p || len != PGSI_OPTS_LEN)
         return PGS_ECORRUPT;
     if (p[0] != OPTS_FORMAT || p[3] != 0)
         return PGS_ECORRUPT;

@@ -2,7 +2,9 @@
 ** faulty.h — a fault-injecting storage adapter for tests, in the spirit of
 ** SQLite's test6.c: it wraps the built-in memory: engine and, on demand,
 ** fails reads or writes (as an unreachable engine would), reports a full
-** store, or hands back records with a flipped state byte (corrupt media).
+** store, hands back records with a flipped state byte (corrupt media), or
+** makes each batch take a while (a disk's fsync).  Unlike memory: it is
+** not PGS_STORAGE_INLINE, so the runtime writes through group commit.
 **
 ** Open it with pgs_storage_open(&st, "faulty:", &faulty_ops); the knobs are
 ** reached with faulty_of(st).  Tests only: it reads the storage handle's
@@ -15,6 +17,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct faulty {
     void *inner;            /* the memory: store's own handle */
@@ -22,6 +25,8 @@ typedef struct faulty {
     atomic_int fail_writes; /* batch returns this code when not 0 */
     atomic_int corrupt_gets; /* records returned by get have a flipped state byte */
     atomic_int writes;      /* batches that reached the engine */
+    atomic_int records;     /* records those batches carried */
+    atomic_int delay_us;    /* each batch takes this long, like an fsync */
 } faulty;
 
 static int faulty_open(const char *url, void **state)
@@ -64,6 +69,10 @@ static int faulty_batch(void *state, const pgs_write *writes, size_t n)
     if (rc)
         return rc;
     atomic_fetch_add(&f->writes, 1);
+    atomic_fetch_add(&f->records, (int)n);
+    int delay = atomic_load(&f->delay_us);
+    if (delay)
+        usleep((useconds_t)delay);
     return pgsi_memory_ops.batch(f->inner, writes, n);
 }
 

@@ -5,6 +5,7 @@
 ** unwritable location refused with a clear error.
 */
 #include "conformance.c"
+#include "tcounter.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -74,6 +75,54 @@ static void unwritable_location_is_refused(void)
         CHECK(pgs_storage_open(&st, ro, NULL) != PGS_OK);
     }
     CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?synchronous=sometimes", NULL), PGS_EURL);
+    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?max_size=12", NULL), PGS_EURL);
+    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?colour=blue", NULL), PGS_EURL);
+}
+
+/* A store that fills up (max_size, SQLite's max_page_count: a real
+** SQLITE_FULL, as on a full disk): the calls that cannot be written fail
+** with PGS_ENOSPC, and everything acknowledged before is still there. */
+static const pgs_behaviour big_b = {
+    .version = PGS_BEHAVIOUR_VERSION, .name = "big", .state_size = 2000,
+    .init = tc_init_plain, .handle_call = tc_call};
+
+static void full_store_fails_writes_cleanly(void)
+{
+    char full[300];
+    snprintf(full, sizeof full, "sqlite:%s/full.db?max_size=131072", dir);
+    pgs_runtime *rt;
+    pgs_options o;
+    pgs_options_init(&o);
+    REQUIRE_OK(pgs_open(&rt, full, &o));
+    REQUIRE_OK(pgs_register(rt, &big_b));
+    int started = 0, rc = PGS_OK;
+    for (int i = 0; i < 1000 && rc == PGS_OK; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "b%d", i);
+        rc = pgs_start(rt, "big", key, strlen(key), NULL, 0, NULL, NULL);
+        started += rc == PGS_OK;
+    }
+    CHECK_EQ(rc, PGS_ENOSPC);
+    CHECK(started > 10);
+    pgs_close(rt);
+    /* Every server acknowledged is there, and the store works again once
+    ** space is freed. */
+    REQUIRE_OK(pgs_open(&rt, full, &o));
+    REQUIRE_OK(pgs_register(rt, &big_b));
+    int missing = 0;
+    for (int i = 0; i < started; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "b%d", i);
+        pgs_ref ref;
+        pgs_ref_make(&ref, "big", key, strlen(key));
+        missing += tc_callv(rt, &ref, "get", NULL) != PGS_OK;
+    }
+    CHECK_EQ(missing, 0);
+    pgs_ref first;
+    pgs_ref_make(&first, "big", "b0", 2);
+    CHECK_EQ(pgs_delete(rt, &first, 5000), PGS_OK);
+    CHECK_EQ(pgs_start(rt, "big", "again", 5, NULL, 0, NULL, NULL), PGS_OK);
+    pgs_close(rt);
 }
 
 int main(void)
@@ -84,6 +133,7 @@ int main(void)
     RUN(survives_reopen);
     RUN(store_in_use_is_busy);
     RUN(unwritable_location_is_refused);
+    RUN(full_store_fails_writes_cleanly);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

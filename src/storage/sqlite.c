@@ -1,7 +1,10 @@
 /*
 ** sqlite.c — the "sqlite:" storage adapter, the embedded default.
 **
-** URL: sqlite:PATH[?synchronous=full|normal|off]   ("sqlite:" alone: pgs.db)
+** URL: sqlite:PATH[?synchronous=full|normal|off][&max_size=BYTES]
+** ("sqlite:" alone: pgs.db).  max_size bounds the database file (SQLite's
+** max_page_count): a write that would pass it fails with PGS_ENOSPC, as on
+** a full disk.
 **
 ** One writer connection applies batches (one transaction per batch: the
 ** unit of group commit), and a few reader connections serve get and scan
@@ -64,6 +67,13 @@ static const char schema_sql[] =
     " PRIMARY KEY(behaviour, key)) WITHOUT ROWID;"
     "INSERT OR IGNORE INTO pgs_meta VALUES('schema', 1);";
 
+/* The store's settings, from its URL. */
+typedef struct settings {
+    char *path;           /* malloc'd */
+    const char *sync;     /* PRAGMA synchronous value */
+    long long max_pages;  /* PRAGMA max_page_count, 0: SQLite's default */
+} settings;
+
 typedef struct conn {
     pthread_mutex_t lock;
     sqlite3 *db;
@@ -125,17 +135,22 @@ static int exec_int(sqlite3 *db, const char *q, int *out)
 
 /* Opens one connection with the store's settings; the writer also makes
 ** the schema. */
-static int conn_open(conn *c, const char *path, const char *sync, int writer)
+static int conn_open(conn *c, const settings *cfg, int writer)
 {
     char pragmas[160];
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     pthread_mutex_init(&c->lock, NULL);
-    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    int rc = sqlite3_open_v2(cfg->path, &c->db, flags, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(c->db, 5000);
-    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", sync);
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", cfg->sync);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && writer && cfg->max_pages) {
+        snprintf(pragmas, sizeof pragmas, "PRAGMA max_page_count=%lld;", cfg->max_pages);
+        rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
+    }
     if (rc == SQLITE_OK && writer)
         rc = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
     for (int i = 0; rc == SQLITE_OK && i < NQ; i++)
@@ -159,25 +174,49 @@ static int check_schema(conn *c)
 ** Open and close.
 */
 
-/* Splits "sqlite:PATH?synchronous=X" into path and pragma value. */
-static int parse_url(const char *url, char **path, const char **sync)
+/* One "name=value" of the query string. */
+static int parse_param(const char *p, size_t n, settings *cfg)
+{
+    static const char *const syncs[][2] = {{"full", "FULL"}, {"normal", "NORMAL"}, {"off", "OFF"}};
+    if (n > 12 && !strncasecmp(p, "synchronous=", 12)) {
+        for (size_t i = 0; i < sizeof syncs / sizeof syncs[0]; i++)
+            if (n - 12 == strlen(syncs[i][0]) && !strncasecmp(p + 12, syncs[i][0], n - 12)) {
+                cfg->sync = syncs[i][1];
+                return PGS_OK;
+            }
+        return PGS_EURL;
+    }
+    if (n > 9 && !strncasecmp(p, "max_size=", 9)) { /* bytes: a bound on the file */
+        char *end;
+        long long bytes = strtoll(p + 9, &end, 10);
+        if (end != p + n || bytes < 65536)
+            return PGS_EURL;
+        cfg->max_pages = bytes / 4096;
+        return PGS_OK;
+    }
+    return PGS_EURL;
+}
+
+/* Splits "sqlite:PATH?synchronous=X&max_size=N" into its settings. */
+static int parse_url(const char *url, settings *cfg)
 {
     if (strncasecmp(url, "sqlite:", 7) != 0)
         return PGS_EURL;
     const char *p = url + 7, *q = strchr(p, '?');
     size_t n = q ? (size_t)(q - p) : strlen(p);
-    *sync = "FULL";
-    if (q) {
-        if (!strcasecmp(q, "?synchronous=full")) *sync = "FULL";
-        else if (!strcasecmp(q, "?synchronous=normal")) *sync = "NORMAL";
-        else if (!strcasecmp(q, "?synchronous=off")) *sync = "OFF";
-        else return PGS_EURL;
+    *cfg = (settings){.sync = "FULL"};
+    while (q && *q) {
+        const char *param = q + 1, *amp = strchr(param, '&');
+        size_t len = amp ? (size_t)(amp - param) : strlen(param);
+        if (parse_param(param, len, cfg))
+            return PGS_EURL;
+        q = amp;
     }
     if (!n) {
         p = "pgs.db";
         n = 6;
     }
-    if (!(*path = strndup(p, n)))
+    if (!(cfg->path = strndup(p, n)))
         return PGS_ENOMEM;
     return PGS_OK;
 }
@@ -217,25 +256,24 @@ static void sq_close(void *state)
 
 static int sq_open(const char *url, void **state)
 {
-    char *path = NULL;
-    const char *sync;
-    int rc = parse_url(url, &path, &sync);
+    settings cfg;
+    int rc = parse_url(url, &cfg);
     if (rc)
         return rc;
     store *s = calloc(1, sizeof *s);
     if (!s) {
-        free(path);
+        free(cfg.path);
         return PGS_ENOMEM;
     }
     s->lock_fd = -1;
-    rc = lock_store(path, &s->lock_fd);
+    rc = lock_store(cfg.path, &s->lock_fd);
     if (!rc)
-        rc = map_rc(conn_open(&s->writer, path, sync, 1));
+        rc = map_rc(conn_open(&s->writer, &cfg, 1));
     for (int i = 0; !rc && i < READERS; i++)
-        rc = map_rc(conn_open(&s->readers[i], path, sync, 0));
+        rc = map_rc(conn_open(&s->readers[i], &cfg, 0));
     if (!rc)
         rc = check_schema(&s->writer);
-    free(path);
+    free(cfg.path);
     if (rc) {
         sq_close(s);
         return rc;

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <xxhash.h>
 
 /* ------------------------------------------------------------------------
 ** Built-in adapters by URL scheme (case-insensitive, as in RFC 3986).
@@ -86,101 +85,10 @@ void pgs_storage_close(pgs_storage *st)
     free(st);
 }
 
-/* ------------------------------------------------------------------------
-** Records.
-**
-** The checksum is XXH3 over this byte sequence, fixed because
-** persistent engines keep it across builds and hosts (integers
-** little-endian):
-**   header: name bytes and its NUL; key_len (2 bytes) and the key;
-**   version (8); schema_version (4); args_len, options_len, state_len (8 each);
-**   then args, options and state, each seeded with the hash so far.
-** The lengths make field boundaries count: moving a byte from one field to
-** the next changes the checksum.
-*/
-/* XXH3 (libxxhash): a short fixed header gathered in one buffer, then each
-** byte field chained through the seed.  On the ~80-byte records of the
-** hot path this costs a few ns where zlib's CRC-32 cost ~125 ns. */
-static uint8_t *put_le(uint8_t *p, uint64_t v, int nbytes)
-{
-    for (int i = 0; i < nbytes; i++)
-        *p++ = (uint8_t)(v >> (8 * i));
-    return p;
-}
-
-static uint64_t hash_field(uint64_t h, const void *p, size_t n)
-{
-    return n && p ? XXH3_64bits_withSeed(p, n, h) : h;
-}
-
-uint64_t pgs_record_checksum(const pgs_record *rec)
-{
-    const pgs_ref *r = &rec->ref;
-    size_t kl = r->key_len <= PGS_KEY_MAX ? r->key_len : PGS_KEY_MAX;
-    size_t nl = strnlen(r->name, PGS_NAME_MAX) + 1;
-    uint8_t hdr[PGS_NAME_MAX + 1 + 2 + PGS_KEY_MAX + 8 + 4 + 3 * 8], *p = hdr;
-    memcpy(p, r->name, nl);
-    p = put_le(p + nl, r->key_len, 2);
-    memcpy(p, r->key, kl);
-    p = put_le(p + kl, rec->version, 8);
-    p = put_le(p, rec->schema_version, 4);
-    p = put_le(p, rec->args_len, 8);
-    p = put_le(p, rec->options_len, 8);
-    p = put_le(p, rec->state_len, 8);
-    uint64_t h = XXH3_64bits(hdr, (size_t)(p - hdr));
-    h = hash_field(h, rec->args, rec->args_len);
-    h = hash_field(h, rec->options, rec->options_len);
-    return hash_field(h, rec->state, rec->state_len);
-}
-
-/* 1 if every byte field has bytes where its length says so. */
-static int fields_present(const pgs_record *rec)
-{
-    return (rec->args || !rec->args_len) && (rec->options || !rec->options_len) &&
-           (rec->state || !rec->state_len);
-}
-
-/* Copies n bytes to *p and advances it; returns where they went (NULL if
-** n is 0, so empty fields read as NULL). */
-static const void *place(unsigned char **p, const void *src, size_t n)
-{
-    if (!n)
-        return NULL;
-    void *at = *p;
-    memcpy(at, src, n);
-    *p += n;
-    return at;
-}
-
-int pgs_record_copy(const pgs_record *src, pgs_record **out)
-{
-    if (!out)
-        return PGS_EINVAL;
-    *out = NULL;
-    if (!src || !fields_present(src))
-        return PGS_EINVAL;
-    size_t total = sizeof(pgs_record);
-    if (src->args_len > SIZE_MAX - total ||
-        src->options_len > SIZE_MAX - total - src->args_len ||
-        src->state_len > SIZE_MAX - total - src->args_len - src->options_len)
-        return PGS_ENOMEM;
-    total += src->args_len + src->options_len + src->state_len;
-    pgs_record *r = malloc(total);
-    if (!r)
-        return PGS_ENOMEM;
-    *r = *src;
-    unsigned char *p = (unsigned char *)(r + 1);
-    r->args = place(&p, src->args, src->args_len);
-    r->options = place(&p, src->options, src->options_len);
-    r->state = place(&p, src->state, src->state_len);
-    *out = r;
-    return PGS_OK;
-}
-
 /* PGS_OK if rec (from the adapter) is the intact record of `want`. */
 static int record_verify(const pgs_record *rec, const pgs_ref *want)
 {
-    if (!fields_present(rec) || pgsi_ref_check(&rec->ref, NULL))
+    if (!pgsi_record_fields_present(rec) || pgsi_ref_check(&rec->ref, NULL))
         return PGS_ECORRUPT;
     if (want && !pgs_ref_equal(&rec->ref, want))
         return PGS_ECORRUPT;
@@ -224,7 +132,7 @@ static int write_check(const pgs_write *w)
         int rc = pgsi_ref_check(&rec->ref, NULL);
         if (rc)
             return rc;
-        return rec->version && fields_present(rec) ? PGS_OK : PGS_EINVAL;
+        return rec->version && pgsi_record_fields_present(rec) ? PGS_OK : PGS_EINVAL;
     }
     if (w->op == PGS_OP_DELETE)
         return pgsi_ref_check(w->ref, NULL);
