@@ -532,7 +532,9 @@ static void opts_layout(void)
     CHECK(d.idle_timeout_ms == PGS_IDLE_NEVER && d.lifecycle == 0 && d.write_mode == 0);
 
     CHECK_EQ(pgsi_opts_decode(b, sizeof b - 1, &d), PGS_ECORRUPT);
-    CHECK_EQ(pgsi_opts_decode(NULL, 0, &d), PGS_ECORRUPT);
+    d.lifecycle = 9; /* no options stored (a record written by a tool): all inherit */
+    CHECK_EQ(pgsi_opts_decode(NULL, 0, &d), PGS_OK);
+    CHECK(d.idle_timeout_ms == 0 && d.lifecycle == 0 && d.write_mode == 0);
     unsigned char x[PGSI_OPTS_LEN + 1] = {1, 1, 1, 0, 0, 0, 0, 0, 0};
     CHECK_EQ(pgsi_opts_decode(x, sizeof x, &d), PGS_ECORRUPT);
     CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_OK);
