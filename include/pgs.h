@@ -137,12 +137,26 @@ enum pgs_lifecycle {
                            open; wiped only by pgs_delete() */
 };
 
+/* When a turn's state reaches storage.  In every mode the write of one
+** turn and of the turns before it land in order, a server keeps handling
+** messages while its write is in flight, and writes of many servers share
+** one storage transaction (group commit).
+**   SYNC: the turn's reply, and the casts, infos and async calls it sent,
+**     are held until its write is durable (an output gate): an
+**     acknowledged update survives kill -9 and power loss (as far as the
+**     engine's own durability goes).
+**   ASYNC: the reply and sends go at once; writes of one server coalesce
+**     and are committed within about pgs_options.flush_interval_ms.  A
+**     crash of the process loses at most the updates of that window (the
+**     README gives the measured bound).
+**   ON_PASSIVATE: written only at passivation, stop and close; a process
+**     crash loses everything since the last passivation.
+** A handler returning PGS_NOPERSIST skips the write in any mode. */
 enum pgs_write_mode {
     PGS_WRITE_INHERIT = 0,
-    PGS_WRITE_SYNC = 1,         /* default: reply released once the write is durable */
-    PGS_WRITE_ASYNC = 2,        /* reply at once; writes coalesced and flushed soon
-                                   (not yet: written as SYNC, the stronger promise) */
-    PGS_WRITE_ON_PASSIVATE = 3  /* write only at passivation, stop and close */
+    PGS_WRITE_SYNC = 1,         /* the default */
+    PGS_WRITE_ASYNC = 2,
+    PGS_WRITE_ON_PASSIVATE = 3
 };
 
 /* Idle timeout value meaning "never passivate while the runtime is open". */
@@ -373,10 +387,12 @@ enum pgs_storage_flags { PGS_STORAGE_INLINE = 1 };
 /* A storage handle: an adapter plus its open state.  Opaque. */
 typedef struct pgs_storage pgs_storage;
 
-/* Opens storage from a URL: "memory:" (built in), or, when `ops` is not
-** NULL, any URL that adapter understands.  *out is owned by the caller:
+/* Opens storage from a URL: a built-in engine ("memory:", "sqlite:PATH"
+** with the options pgs_open lists), or, when `ops` is not NULL, any URL
+** that adapter understands.  *out is owned by the caller:
 ** pgs_storage_close().  Errors: PGS_EINVAL, PGS_EURL, PGS_EVERSION (ops),
-** PGS_ENOMEM, and the adapter's own. */
+** PGS_ENOMEM, and the adapter's own (PGS_EBUSY: in use by another
+** process). */
 int pgs_storage_open(pgs_storage **out, const char *url, const pgs_storage_ops *ops);
 void pgs_storage_close(pgs_storage *st);
 
@@ -423,7 +439,9 @@ void pgs_options_init(pgs_options *opts);
 
 /* Opens a runtime on the storage named by `url` (or opts->storage; with
 ** neither, PGS_DEFAULT_URL).  URLs: "memory:" (in this process only, gone
-** at close), "sqlite:PATH[?synchronous=full|normal|off]".  opts may be
+** at close), "sqlite:PATH[?synchronous=full|normal|off][&max_size=BYTES]"
+** (WAL; synchronous=full by default; max_size bounds the file, beyond it
+** writes fail with PGS_ENOSPC).  opts may be
 ** NULL for the defaults.  *out is owned by the caller and released by
 ** pgs_close(); on failure it is set to NULL.  Errors: PGS_EINVAL,
 ** PGS_EVERSION, PGS_EURL, PGS_ENOMEM, PGS_ESTORAGE, PGS_EBUSY (the store
