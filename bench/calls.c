@@ -61,6 +61,8 @@
 ** figure.  Options: --servers N (10000), --mem-servers N (1000000),
 ** --seconds S per measurement (1.0), --quick (small sizes: a smoke test).
 */
+#define BENCH_NAME "calls"
+#include "bench.h"
 #include "pgs.h"
 
 #include <errno.h>
@@ -114,47 +116,6 @@ typedef struct results {
     double casts[NCLIENT_SETS];
     mem_result mem;
 } results;
-
-/* ------------------------------------------------------------------------
-** Small helpers.
-*/
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* Prints a pgs failure; returns -1 so callers can `return fail(...)`. */
-static int fail(const char *what, int rc)
-{
-    fprintf(stderr, "calls: %s: %s (%s)\n", what, pgs_errname(rc), pgs_strerror(rc));
-    return -1;
-}
-
-/* xorshift64*: cheap per-thread randomness, no shared state. */
-static uint64_t rand_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t read_u64(const void *p, size_t len)
-{
-    uint64_t v = 0;
-    if (len == sizeof v)
-        memcpy(&v, p, sizeof v);
-    return v;
-}
 
 /* ------------------------------------------------------------------------
 ** The counter behaviour: a flat 8-byte state.  A call or cast adds the

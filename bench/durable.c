@@ -88,6 +88,8 @@
 ** (1000000), --reactivations M (100000), --dir D (.), --quick (1000
 ** servers, 20000 stored, 5000 reactivations, 0.5 s: a smoke test).
 */
+#define BENCH_NAME "durable"
+#include "bench.h"
 #include "pgs.h"
 
 #include <errno.h>
@@ -185,37 +187,11 @@ typedef struct results {
     cold_result cold;
 } results;
 
-/* ------------------------------------------------------------------------
-** Small helpers.
-*/
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Prints a pgs failure; returns -1 so callers can `return fail(...)`. */
-static int fail(const char *what, int rc)
-{
-    fprintf(stderr, "durable: %s: %s (%s)\n", what, pgs_errname(rc), pgs_strerror(rc));
-    return -1;
-}
-
 static int sql_fail(sqlite3 *db, const char *what, int rc)
 {
     fprintf(stderr, "durable: %s: %s (%s)\n", what, sqlite3_errstr(rc),
             db ? sqlite3_errmsg(db) : "no connection");
     return -1;
-}
-
-/* xorshift64*: cheap randomness, no shared state. */
-static uint64_t rand_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1DULL;
 }
 
 /* Server i's key: its index, 8 bytes big-endian, so filling in index order
