@@ -73,7 +73,10 @@ static int decode_state(server *s, const pgs_record *rec)
 int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
 {
     pgs_record *rec = NULL;
-    pgsi_wait_writes(rt, s);
+    /* Once its writes have landed, storage is the truth: a write that
+    ** failed meanwhile has already failed what waited on it, and must not
+    ** fail the turns that run on what is loaded now. */
+    pgsi_recover(rt, s);
     int rc = pgs_storage_get(rt->st, ref, &rec);
     if (rc)
         return rc;

@@ -432,7 +432,9 @@ static int gate(pgs_runtime *rt, server *s, msg *m, held *h, int lead)
         return 0;
     }
     if (gated == GATE_FAILED) { /* a write of this server failed: so does this turn */
-        release(rt, s, copy, &copy->w, 0);
+        /* Through m->w, not the copy: the caller may give up once the lock
+        ** is dropped, and it clears m->w, not the copy, as it goes. */
+        release(rt, s, copy, &m->w, 0);
         free(copy);
     }
     return 1;
