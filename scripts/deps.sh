@@ -7,9 +7,9 @@
 #   scripts/deps.sh test     that, plus the test tools (clang sanitizers, spin)
 set -euo pipefail
 
-PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev)
+PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev)
 if [ "${1:-build}" = test ]; then
-  PACKAGES+=(clang libclang-rt-14-dev spin)
+  PACKAGES+=(clang libclang-rt-14-dev spin postgresql) # tests start their own cluster
 fi
 
 missing=()
@@ -23,4 +23,12 @@ SUDO=""
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# Debian's postgresql makes a default cluster and starts it; the tests use a
+# private one (scripts/pgtest.sh), so no service is started while installing.
+norc=""
+if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  norc=/usr/sbin/policy-rc.d
+  trap '$SUDO rm -f "$norc"' EXIT
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$norc" >/dev/null && $SUDO chmod +x "$norc"
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -29,6 +29,8 @@ void pgsi_buf_free(pgs_buf *b);
 /* Built-in adapters, found by URL scheme. */
 extern const pgs_storage_ops pgsi_memory_ops;
 extern const pgs_storage_ops pgsi_sqlite_ops;
+extern const pgs_storage_ops pgsi_lmdb_ops;
+extern const pgs_storage_ops pgsi_postgres_ops;
 const pgs_storage_ops *pgsi_storage_builtin(const char *url);
 
 /* Options as stored in a record: a fixed little-endian layout, so a record
@@ -41,6 +43,9 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o);
 
 /* 1 if every byte field of rec has bytes where its length says so. */
 int pgsi_record_fields_present(const pgs_record *rec);
+/* The version in an encoding from pgs_record_encode, read from the header
+** (lengths checked, checksum not).  PGS_OK or PGS_ECORRUPT. */
+int pgsi_record_encoded_version(const void *data, size_t len, uint64_t *version);
 
 /* Hash of a ref's name and key (used by the registry and the memory store). */
 uint64_t pgsi_ref_hash(const pgs_ref *ref);

@@ -128,12 +128,13 @@
 **                        last_seq never sent or messages out of order.
 **
 ** Usage: test_kill [--mode sync|async] [--kills N] [--seed S] [--store URL]
-**                  [--threads T] [--keys K] [--flush MS] [--idle MS]
-**                  [--trace on|off]
+**                  [--engine sqlite|lmdb] [--threads T] [--keys K]
+**                  [--flush MS] [--idle MS] [--trace on|off]
 ** The seed drives key choice, message kinds, idle timeouts and kill
 ** delays; thread interleavings (and so how far each round gets) differ
-** between runs.  Default store: a fresh temp dir, sqlite:DIR/kill.db,
-** removed on success.  The store must outlive a process (not "memory:").
+** between runs.  Default store: a fresh temp dir, sqlite:DIR/kill.db
+** (--engine lmdb: lmdb:DIR), removed on success.  The store must outlive
+** a process (not "memory:").
 ** An existing store is adopted: its "kill" records become the starting
 ** model.
 */
@@ -269,6 +270,7 @@ static struct {
     int64_t window_ms;  /* async: W with commits no slower than the flush */
     uint64_t seed;
     char *url;
+    const char *engine; /* --engine: the kind of the default store */
     char tmpdir[64];   /* non-empty: ours, removed on success */
     lane *lanes;       /* keys * threads, lane(k, t) */
     uint64_t *base_version; /* per key: record version after the last round */
@@ -388,9 +390,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
     if (g.selftest)
         snprintf(env, sizeof env, "PGS_KILL_SELFTEST=%d ", g.selftest);
     fprintf(stderr, "\ntest_kill: store kept: %s  (replay: %stest_kill --mode %s --seed %"
-                    PRIu64 " --kills %d --threads %d --keys %d --flush %u --trace %s)\n",
+                    PRIu64 " --kills %d --threads %d --keys %d --flush %u --trace %s"
+                    " --engine %s)\n",
             g.url, env, g.async ? "async" : "sync", g.seed, g.kills, g.threads, g.keys, g.flush_ms,
-            g.trace ? "on" : "off");
+            g.trace ? "on" : "off", g.engine);
     reap_child();
     exit(1);
 }
@@ -1272,7 +1275,8 @@ static void resume_check(uint64_t *rng)
 static void usage(void)
 {
     fprintf(stderr, "usage: test_kill [--mode sync|async] [--kills N] [--seed S] "
-                    "[--store URL] [--threads T (1-%d)] [--keys K] [--flush MS] "
+                    "[--store URL] [--engine sqlite|lmdb] [--threads T (1-%d)] [--keys K] "
+                    "[--flush MS] "
                     "[--idle MS] [--trace on|off]\n", MAX_THREADS);
     exit(2);
 }
@@ -1284,6 +1288,7 @@ static void parse_args(int argc, char **argv)
     g.keys = 300;
     g.flush_ms = 50;
     g.trace = 1;
+    g.engine = "sqlite";
     g.seed = mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1292,6 +1297,8 @@ static void parse_args(int argc, char **argv)
         if (!strcmp(a, "--kills")) g.kills = atoi(v);
         else if (!strcmp(a, "--seed")) g.seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--store")) g.url = strdup(v);
+        else if (!strcmp(a, "--engine") && (!strcmp(v, "sqlite") || !strcmp(v, "lmdb")))
+            g.engine = v;
         else if (!strcmp(a, "--threads")) g.threads = atoi(v);
         else if (!strcmp(a, "--keys")) g.keys = atoi(v);
         else if (!strcmp(a, "--flush")) g.flush_ms = (uint32_t)atoi(v);
@@ -1330,7 +1337,10 @@ static void make_store(void)
     size_t n = strlen(g.tmpdir) + sizeof "sqlite:/kill.db";
     if (!(g.url = malloc(n)))
         die("out of memory");
-    snprintf(g.url, n, "sqlite:%s/kill.db", g.tmpdir);
+    if (!strcmp(g.engine, "lmdb")) /* the adapter keeps its files in the dir */
+        snprintf(g.url, n, "lmdb:%s", g.tmpdir);
+    else
+        snprintf(g.url, n, "sqlite:%s/kill.db", g.tmpdir);
 }
 
 /* Removes our temp dir (the db, its WAL, shm and lock files). */

@@ -34,7 +34,8 @@
 ** With --seconds, runs one seed after another until the time is up (soak).
 ** --store: memory (default: writes inline, in the turn), pipeline (the
 ** same engine behind group commit and the output gate: turns run ahead of
-** their writes), or sqlite (a fresh file per run, synchronous=off).
+** their writes), sqlite (a fresh file per run, synchronous=off) or lmdb (a
+** fresh directory per run, sync=nosync).
 */
 #include "check.h"
 #include "faulty.h"
@@ -581,6 +582,12 @@ static pgs_storage *open_store(const char *kind, char dir[64])
         REQUIRE(mkdtemp(dir));
         snprintf(url, sizeof url, "sqlite:%s/race.db?synchronous=off", dir);
         REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    } else if (!strcmp(kind, "lmdb")) {
+        char url[128];
+        strcpy(dir, "/tmp/pgs-race-XXXXXX");
+        REQUIRE(mkdtemp(dir));
+        snprintf(url, sizeof url, "lmdb:%s?sync=nosync", dir);
+        REQUIRE_OK(pgs_storage_open(&st, url, NULL));
     } else {
         REQUIRE_OK(pgs_storage_open(&st, "memory:", NULL));
     }
@@ -677,9 +684,10 @@ int main(int argc, char **argv)
             kind = argv[i + 1];
     }
     if (threads < 1 || threads > MAX_THREADS || ops < 1 ||
-        (strcmp(kind, "memory") && strcmp(kind, "pipeline") && strcmp(kind, "sqlite"))) {
+        (strcmp(kind, "memory") && strcmp(kind, "pipeline") && strcmp(kind, "sqlite") &&
+         strcmp(kind, "lmdb"))) {
         fprintf(stderr, "usage: test_race [--seed S] [--ops N] [--threads 1..8] [--seconds S]"
-                        " [--store memory|pipeline|sqlite]\n");
+                        " [--store memory|pipeline|sqlite|lmdb]\n");
         return 2;
     }
     fprintf(stderr, "test_race: seed %" PRIu64 " (replay: test_race --seed %" PRIu64

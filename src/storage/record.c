@@ -195,6 +195,17 @@ static int decode_header(const unsigned char *p, size_t len, pgs_record *rec, si
     return PGS_OK;
 }
 
+/* The version of an encoded record from its header alone: checking the
+** stored version before a write needs no checksum over a large state. */
+int pgsi_record_encoded_version(const void *data, size_t len, uint64_t *version)
+{
+    pgs_record rec;
+    size_t nl;
+    int rc = data ? decode_header(data, len, &rec, &nl) : PGS_ECORRUPT;
+    *version = rc ? 0 : rec.version;
+    return rc ? rc : rec.version ? PGS_OK : PGS_ECORRUPT;
+}
+
 int pgs_record_decode(const void *data, size_t len, pgs_record **out)
 {
     if (!out)

@@ -27,7 +27,8 @@
 /* ------------------------------------------------------------------------
 ** Built-in adapters by URL scheme (case-insensitive, as in RFC 3986).
 */
-static const pgs_storage_ops *const builtins[] = {&pgsi_memory_ops, &pgsi_sqlite_ops};
+static const pgs_storage_ops *const builtins[] = {&pgsi_memory_ops, &pgsi_sqlite_ops,
+                                                 &pgsi_lmdb_ops, &pgsi_postgres_ops};
 
 const pgs_storage_ops *pgsi_storage_builtin(const char *url)
 {
