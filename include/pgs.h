@@ -340,9 +340,11 @@ typedef struct pgs_write {
     const pgs_ref *ref;         /* DELETE: the server */
     uint64_t expected_version;  /* PUT: the version now stored (0: none);
                                    DELETE: ignored */
+    uint32_t keep;              /* PUT: how many replaced versions to keep
+                                   as history (0: none; see history) */
 } pgs_write;
 
-#define PGS_STORAGE_VERSION 1
+#define PGS_STORAGE_VERSION 2
 
 /* A storage adapter, like SQLite's VFS.  pgs calls the slots from several
 ** threads at once; an adapter serialises internally as it needs to.
@@ -366,6 +368,11 @@ typedef struct pgs_storage_ops {
     ** names each ref at most once (pgs_storage_batch checks).  A DELETE of
     ** an absent ref is a no-op, except that a batch made of that one DELETE
     ** returns PGS_ENOTFOUND.  Versions start at 1; 0 means "no record".
+    ** History (version 2 adapters): a PUT over version e with keep > 0
+    ** keeps the replaced record; after a PUT of version v with any keep,
+    ** the history of its ref holds only versions above v - 1 - keep (pgs
+    ** writes versions one by one, so that is the last `keep`).  A DELETE
+    ** removes the ref's history with it.
     ** Errors: PGS_ECONFLICT, PGS_ENOTFOUND, PGS_EINVAL, PGS_ESTORAGE,
     ** PGS_ENOMEM. */
     int (*batch)(void *state, const pgs_write *writes, size_t n);
@@ -380,6 +387,13 @@ typedef struct pgs_storage_ops {
     ** for): the runtime then writes each state inside its turn instead of
     ** through group commit, whose hand-offs would cost more than they save. */
     unsigned flags;
+
+    /* Version 2.  Calls fn for each kept older version of ref, newest
+    ** first, until fn returns non-zero (whose value it returns).  As in
+    ** scan, the record is valid only during fn.  NULL: the adapter keeps
+    ** no history (pgs_write.keep is ignored). */
+    int (*history)(void *state, const pgs_ref *ref,
+                   int (*fn)(void *arg, const pgs_record *rec), void *arg);
 } pgs_storage_ops;
 
 enum pgs_storage_flags { PGS_STORAGE_INLINE = 1 };
@@ -407,6 +421,12 @@ int pgs_storage_del(pgs_storage *st, const pgs_ref *ref);
 int pgs_storage_batch(pgs_storage *st, pgs_write *writes, size_t n);
 int pgs_storage_scan(pgs_storage *st, const char *name,
                      int (*fn)(void *arg, const pgs_record *rec), void *arg);
+/* The kept older versions of ref, newest first (see pgs_write.keep),
+** each verified as get verifies.  Returns PGS_OK, fn's first non-zero
+** value, PGS_ECORRUPT, PGS_ENOTSUP (the adapter keeps no history), or the
+** adapter's error.  An absent ref has no history: PGS_OK, fn not called. */
+int pgs_storage_history(pgs_storage *st, const pgs_ref *ref,
+                        int (*fn)(void *arg, const pgs_record *rec), void *arg);
 
 /* ------------------------------------------------------------------------
 ** The runtime.

@@ -32,6 +32,8 @@ extern const pgs_storage_ops pgsi_sqlite_ops;
 extern const pgs_storage_ops pgsi_lmdb_ops;
 extern const pgs_storage_ops pgsi_postgres_ops;
 const pgs_storage_ops *pgsi_storage_builtin(const char *url);
+/* 1 if st's adapter keeps history (pgs_write.keep is honoured). */
+int pgsi_storage_has_history(const pgs_storage *st);
 
 /* Options as stored in a record: a fixed little-endian layout, so a record
 ** written by one build reads back in another.  PGSI_OPTS_LEN bytes. */

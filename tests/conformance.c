@@ -716,6 +716,206 @@ static void concurrent_batches(pgs_storage *st)
 }
 
 /* ------------------------------------------------------------------------
+** History (pgs_write.keep).  An adapter without it (history slot NULL)
+** gets PGS_ENOTSUP from pgs_storage_history; the built-ins all keep it.
+*/
+
+/* The versions and states history returns, newest first. */
+typedef struct {
+    uint64_t version[16];
+    char state[16][32];
+    size_t n;
+    int stop_at; /* return 7 after this many (0: never) */
+} hist_list;
+
+static int hist_collect(void *arg, const pgs_record *rec)
+{
+    hist_list *h = arg;
+    if (h->n < 16) {
+        h->version[h->n] = rec->version;
+        size_t n = rec->state_len < 31 ? rec->state_len : 31;
+        memcpy(h->state[h->n], rec->state, n);
+        h->state[h->n][n] = 0;
+    }
+    h->n++;
+    return h->stop_at && (int)h->n == h->stop_at ? 7 : 0;
+}
+
+static int history_of(pgs_storage *st, const pgs_ref *ref, hist_list *h)
+{
+    memset(h, 0, sizeof *h);
+    return pgs_storage_history(st, ref, hist_collect, h);
+}
+
+/* Writes versions from..to of ref, state "sN", each with `keep`. */
+static void put_versions(pgs_storage *st, const pgs_ref *ref, uint64_t from, uint64_t to,
+                         uint32_t keep)
+{
+    for (uint64_t v = from; v <= to; v++) {
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "s%llu", (unsigned long long)v);
+        pgs_record r = conf_rec(ref, v, buf, (size_t)n);
+        pgs_write w = {.op = PGS_OP_PUT, .record = &r, .expected_version = v - 1, .keep = keep};
+        CHECK_EQ(pgs_storage_batch(st, &w, 1), PGS_OK);
+    }
+}
+
+/* 1 if history is exactly versions hi, hi-1, ..., lo with their states. */
+static int history_is(const hist_list *h, uint64_t hi, uint64_t lo)
+{
+    if (h->n != (hi >= lo ? hi - lo + 1 : 0))
+        return 0;
+    for (size_t i = 0; i < h->n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "s%llu", (unsigned long long)(hi - i));
+        if (h->version[i] != hi - i || strcmp(h->state[i], want) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void history_keeps_last_n(pgs_storage *st)
+{
+    wipe(st, "conf-hist");
+    pgs_ref r = conf_refs("conf-hist", "a"), other = conf_refs("conf-hist", "b");
+    hist_list h;
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK); /* absent: no history */
+    CHECK(h.n == 0);
+    put_versions(st, &r, 1, 1, 3);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 0);
+    put_versions(st, &r, 2, 3, 3);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 2, 1));
+    put_versions(st, &r, 4, 9, 3);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 8, 6));
+    CHECK(stored_version(st, &r) == 9);
+    put_versions(st, &other, 1, 2, 3); /* another ref's history is its own */
+    CHECK_EQ(history_of(st, &other, &h), PGS_OK);
+    CHECK(history_is(&h, 1, 1));
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 8, 6));
+    /* A smaller keep trims at once; a larger one grows from there. */
+    put_versions(st, &r, 10, 10, 1);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 9, 9));
+    put_versions(st, &r, 11, 12, 5);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 11, 9));
+    hist_list stop = {.stop_at = 2}; /* fn's non-zero value stops the walk */
+    CHECK_EQ(pgs_storage_history(st, &r, hist_collect, &stop), 7);
+    CHECK(stop.n == 2);
+    /* Scans see only current records, never history. */
+    CHECK(count_all(st) >= 2);
+    ref_list l = {0};
+    CHECK_EQ(pgs_storage_scan(st, "conf-hist", collect, &l), PGS_OK);
+    CHECK(l.n == 2);
+    free(l.refs);
+}
+
+static void history_keep_zero_drops_it(pgs_storage *st)
+{
+    wipe(st, "conf-hist0");
+    pgs_ref r = conf_refs("conf-hist0", "a");
+    hist_list h;
+    put_versions(st, &r, 1, 4, 2);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 3, 2));
+    put_versions(st, &r, 5, 6, 0);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 0);
+    /* pgs_storage_put keeps none. */
+    put_versions(st, &r, 7, 8, 4);
+    pgs_record r9 = conf_rec(&r, 9, "s9", 2);
+    CHECK_EQ(pgs_storage_put(st, &r9, 8), PGS_OK);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 0);
+}
+
+static void history_goes_with_delete(pgs_storage *st)
+{
+    wipe(st, "conf-histd");
+    pgs_ref r = conf_refs("conf-histd", "a"), s2 = conf_refs("conf-histd", "b");
+    hist_list h;
+    put_versions(st, &r, 1, 5, 10);
+    put_versions(st, &s2, 1, 3, 10);
+    CHECK_EQ(pgs_storage_del(st, &r), PGS_OK);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 0);
+    put_versions(st, &r, 1, 2, 10); /* a new life starts with no history */
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 1, 1));
+    /* A DELETE in a batch takes its history too. */
+    pgs_write w = {.op = PGS_OP_DELETE, .ref = &s2};
+    pgs_record r3 = conf_rec(&r, 3, "s3", 2);
+    pgs_write ws[2] = {w, {.op = PGS_OP_PUT, .record = &r3, .expected_version = 2, .keep = 10}};
+    CHECK_EQ(pgs_storage_batch(st, ws, 2), PGS_OK);
+    CHECK_EQ(history_of(st, &s2, &h), PGS_OK);
+    CHECK(h.n == 0);
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(history_is(&h, 2, 1));
+}
+
+/* A batch that fails keeps no history of its writes, and the stored
+** history is what it was. */
+static void history_failed_batch_keeps_none(pgs_storage *st)
+{
+    wipe(st, "conf-histx");
+    pgs_ref a = conf_refs("conf-histx", "a"), b = conf_refs("conf-histx", "b");
+    hist_list h;
+    put_versions(st, &a, 1, 3, 2);
+    put_versions(st, &b, 1, 1, 2);
+    pgs_record a4 = conf_rec(&a, 4, "s4", 2), b2 = conf_rec(&b, 2, "s2", 2);
+    pgs_write w[2] = {
+        {.op = PGS_OP_PUT, .record = &a4, .expected_version = 3, .keep = 2},
+        {.op = PGS_OP_PUT, .record = &b2, .expected_version = 7, .keep = 2}, /* stale */
+    };
+    CHECK_EQ(pgs_storage_batch(st, w, 2), PGS_ECONFLICT);
+    CHECK_EQ(history_of(st, &a, &h), PGS_OK);
+    CHECK(history_is(&h, 2, 1));
+    CHECK(stored_version(st, &a) == 3);
+    CHECK_EQ(history_of(st, &b, &h), PGS_OK);
+    CHECK(h.n == 0);
+    w[1].expected_version = 1; /* the same batch, right: both keep */
+    CHECK_EQ(pgs_storage_batch(st, w, 2), PGS_OK);
+    CHECK_EQ(history_of(st, &a, &h), PGS_OK);
+    CHECK(history_is(&h, 3, 2));
+    CHECK_EQ(history_of(st, &b, &h), PGS_OK);
+    CHECK(history_is(&h, 1, 1));
+}
+
+/* Large states and binary keys come back from history intact. */
+static void history_large_and_binary(pgs_storage *st)
+{
+    wipe(st, "conf-histb");
+    unsigned char key[256];
+    for (int i = 0; i < 256; i++)
+        key[i] = (unsigned char)(255 - i);
+    pgs_ref r = conf_ref("conf-histb", key, sizeof key);
+    size_t big = (size_t)4 << 20;
+    unsigned char *state = malloc(big);
+    REQUIRE(state);
+    for (size_t i = 0; i < big; i++)
+        state[i] = (unsigned char)(i * 31 + 7);
+    pgs_record r1 = conf_rec(&r, 1, state, big), r2 = conf_rec(&r, 2, "small", 5);
+    CHECK_EQ(pgs_storage_put(st, &r1, 0), PGS_OK);
+    pgs_write w = {.op = PGS_OP_PUT, .record = &r2, .expected_version = 1, .keep = 1};
+    CHECK_EQ(pgs_storage_batch(st, &w, 1), PGS_OK);
+    hist_list h;
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 1 && h.version[0] == 1 && memcmp(h.state[0], state, 31) == 0);
+    free(state);
+}
+
+static int has_history(pgs_storage *st)
+{
+    pgs_ref r = conf_refs("conf-histq", "q");
+    hist_list h;
+    return history_of(st, &r, &h) != PGS_ENOTSUP;
+}
+
+/* ------------------------------------------------------------------------
 ** Runner.
 */
 static int is_memory_url(const char *url)
@@ -733,11 +933,16 @@ static void reopen_after_close(const conf_target *t)
     pgs_ref r = conf_refs("conf-reopen", "k");
     pgs_record v1 = conf_rec(&r, 1, "kept", 4), v2 = conf_rec(&r, 2, "kept2", 5);
     CHECK_EQ(pgs_storage_put(st, &v1, 0), PGS_OK);
-    CHECK_EQ(pgs_storage_put(st, &v2, 1), PGS_OK);
+    pgs_write w = {.op = PGS_OP_PUT, .record = &v2, .expected_version = 1, .keep = 1};
+    CHECK_EQ(pgs_storage_batch(st, &w, 1), PGS_OK);
     pgs_storage_close(st);
     if (!(st = conf_open(t)))
         return;
     expect_rec(st, &v2);
+    hist_list h;
+    int rc = history_of(st, &r, &h);
+    CHECK(rc == PGS_ENOTSUP || (rc == PGS_OK && h.n == 1 && h.version[0] == 1 &&
+                                strcmp(h.state[0], "kept") == 0));
     wipe(st, "conf-reopen");
     pgs_storage_close(st);
 }
@@ -769,20 +974,44 @@ static const conf_case conf_cases[] = {
     {"concurrent_batches", concurrent_batches},
 };
 
+/* Run when the adapter keeps history. */
+static const conf_case history_cases[] = {
+    {"history_keeps_last_n", history_keeps_last_n},
+    {"history_keep_zero_drops_it", history_keep_zero_drops_it},
+    {"history_goes_with_delete", history_goes_with_delete},
+    {"history_failed_batch_keeps_none", history_failed_batch_keeps_none},
+    {"history_large_and_binary", history_large_and_binary},
+};
+
+static void run_cases(const conf_target *t, const conf_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int before = check_failures_;
+        pgs_storage *st = conf_open(t);
+        if (st) {
+            cases[i].fn(st);
+            pgs_storage_close(st);
+        }
+        fprintf(stderr, "conformance %-36s %s\n", cases[i].name,
+                check_failures_ == before ? "ok" : "FAILED");
+    }
+}
+
 int pgs_conformance_run(const char *url, const pgs_storage_ops *ops)
 {
     conf_target t = {url, ops};
     int start = check_failures_;
-    for (size_t i = 0; i < sizeof conf_cases / sizeof conf_cases[0]; i++) {
-        int before = check_failures_;
-        pgs_storage *st = conf_open(&t);
-        if (st) {
-            conf_cases[i].fn(st);
-            pgs_storage_close(st);
-        }
-        fprintf(stderr, "conformance %-36s %s\n", conf_cases[i].name,
-                check_failures_ == before ? "ok" : "FAILED");
-    }
+    run_cases(&t, conf_cases, sizeof conf_cases / sizeof conf_cases[0]);
+    pgs_storage *st = conf_open(&t);
+    int history = st && has_history(st);
+    pgs_storage_close(st);
+    /* The built-in adapters must keep history; another may leave it out. */
+    CHECK(history || ops != NULL);
+    if (history)
+        run_cases(&t, history_cases, sizeof history_cases / sizeof history_cases[0]);
+    else
+        fprintf(stderr, "conformance %-36s %s\n", "history_*",
+                "skipped (the adapter keeps no history)");
     if (is_memory_url(url)) {
         fprintf(stderr, "conformance %-36s %s\n", "reopen_after_close",
                 "skipped (memory: is not persistent)");

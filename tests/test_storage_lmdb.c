@@ -424,8 +424,18 @@ static void corrupt_values_are_reported(void)
     pgs_storage_close(st);
 }
 
-/* A store whose meta says schema 2 was written by a newer pgs. */
-static void newer_schema_is_refused(void)
+static void set_schema(const char *path, const char *le4)
+{
+    raw r;
+    raw_open(&r, path, "meta");
+    MDB_val k = {6, "schema"}, v = {4, (void *)le4};
+    REQUIRE(mdb_put(r.txn, r.dbi, &k, &v, 0) == 0);
+    raw_close(&r);
+}
+
+/* A store whose meta says schema 3 was written by a newer pgs; one of
+** schema 1 (before history) is taken up to 2. */
+static void schema_versions(void)
 {
     char u[300], path[300];
     sub_url(u, sizeof u, "newer", "");
@@ -433,11 +443,16 @@ static void newer_schema_is_refused(void)
     pgs_storage *st;
     REQUIRE_OK(pgs_storage_open(&st, u, NULL));
     pgs_storage_close(st);
+    set_schema(path, "\x01\0\0");
+    REQUIRE_OK(pgs_storage_open(&st, u, NULL));
+    pgs_storage_close(st);
     raw r;
     raw_open(&r, path, "meta");
-    MDB_val k = {6, "schema"}, v = {4, "\x02\0\0"};
-    REQUIRE(mdb_put(r.txn, r.dbi, &k, &v, 0) == 0);
+    MDB_val k = {6, "schema"}, v;
+    CHECK(mdb_get(r.txn, r.dbi, &k, &v) == 0 && v.mv_size == 4 &&
+          memcmp(v.mv_data, "\x02\0\0", 4) == 0);
     raw_close(&r);
+    set_schema(path, "\x03\0\0");
     st = NULL;
     CHECK_EQ(pgs_storage_open(&st, u, NULL), PGS_EVERSION);
     CHECK(st == NULL);
@@ -454,7 +469,7 @@ int main(void)
     RUN(tiny_map_grows);
     RUN(full_store_fails_writes_cleanly);
     RUN(corrupt_values_are_reported);
-    RUN(newer_schema_is_refused);
+    RUN(schema_versions);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

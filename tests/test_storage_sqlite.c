@@ -7,6 +7,7 @@
 #include "conformance.c"
 #include "tcounter.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -125,6 +126,48 @@ static void full_store_fails_writes_cleanly(void)
     pgs_close(rt);
 }
 
+static void set_schema(const char *path, int v)
+{
+    sqlite3 *db;
+    char q[96];
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    snprintf(q, sizeof q, "UPDATE pgs_meta SET value = %d WHERE name = 'schema'", v);
+    REQUIRE(sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Schema 1 (before history) is taken up to 2 at open, with pgs_history
+** made if it is missing; schema 3 is a newer pgs's: refused. */
+static void schema_versions(void)
+{
+    char path[300], u[320];
+    snprintf(path, sizeof path, "%s/schema.db", dir);
+    snprintf(u, sizeof u, "sqlite:%s", path);
+    pgs_storage *st;
+    REQUIRE_OK(pgs_storage_open(&st, u, NULL));
+    pgs_storage_close(st);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "DROP TABLE pgs_history", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    set_schema(path, 1);
+    REQUIRE_OK(pgs_storage_open(&st, u, NULL));
+    pgs_ref r;
+    REQUIRE_OK(pgs_ref_make(&r, "conf-reopen", "h", 1));
+    pgs_record v1 = {.ref = r, .version = 1}, v2 = {.ref = r, .version = 2};
+    CHECK_EQ(pgs_storage_put(st, &v1, 0), PGS_OK);
+    pgs_write w = {.op = PGS_OP_PUT, .record = &v2, .expected_version = 1, .keep = 1};
+    CHECK_EQ(pgs_storage_batch(st, &w, 1), PGS_OK);
+    hist_list h;
+    CHECK_EQ(history_of(st, &r, &h), PGS_OK);
+    CHECK(h.n == 1 && h.version[0] == 1);
+    pgs_storage_close(st);
+    set_schema(path, 3);
+    st = NULL;
+    CHECK_EQ(pgs_storage_open(&st, u, NULL), PGS_EVERSION);
+    CHECK(st == NULL);
+}
+
 int main(void)
 {
     REQUIRE(mkdtemp(dir));
@@ -134,6 +177,7 @@ int main(void)
     RUN(store_in_use_is_busy);
     RUN(unwritable_location_is_refused);
     RUN(full_store_fails_writes_cleanly);
+    RUN(schema_versions);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -14,8 +14,13 @@
 **            the keys that start with "name\0": a scan by behaviour is one
 **            cursor range.  value: pgs_record_encode() of the record (the
 **            checksummed portable encoding), checked on every read.
-**   meta     "schema" = 1 (4 bytes, little-endian).  A store written by a
-**            newer pgs (schema > 1) is refused with PGS_EVERSION.
+**   history  key: the behaviour name, a 0 byte, the key's length (2 bytes
+**            big-endian), the key bytes, the version (8 bytes big-endian):
+**            a ref's versions are one range, oldest first, and no other
+**            ref's range starts with its prefix.  value: as in records.
+**   meta     "schema" = 2 (4 bytes, little-endian).  A store written by a
+**            newer pgs is refused with PGS_EVERSION; a schema 1 store
+**            gains the history database at open.
 **
 ** Reads: each get and scan runs in a read-only transaction.  The
 ** environment is opened MDB_NOTLS, so a read txn belongs to no thread: a
@@ -28,7 +33,9 @@
 ** PUT's expected version is checked against the stored one (read from the
 ** stored encoding's header), and a mismatch aborts the txn: nothing is
 ** written.  A stored record whose header is unreadable makes a PUT over it
-** fail with PGS_ECORRUPT (a DELETE still removes it).
+** fail with PGS_ECORRUPT (a DELETE still removes it).  A PUT that keeps
+** history copies the stored value into history first; every PUT over a
+** record then trims the ref's history range, and a DELETE drops it.
 **
 ** Map growth: LMDB's map has a fixed size, and a write that does not fit
 ** fails with MDB_MAP_FULL (at a put or at commit).  The batch is then
@@ -66,13 +73,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA 1
+#define SCHEMA 2
 #define POOL 16            /* reset read txns kept for reuse */
 #define MAX_READERS 512    /* reader slots: live read txns plus the pool */
 #define MIN_MAP ((size_t)64 << 10)
 #define DEFAULT_MAP ((size_t)256 << 20)
 #define DEFAULT_MAX (sizeof(size_t) >= 8 ? (size_t)1 << 40 : (size_t)1 << 30)
 #define DBKEY_MAX (PGS_NAME_MAX + 1 + PGS_KEY_MAX) /* well under LMDB's 511 */
+#define HPREFIX_MAX (DBKEY_MAX + 2)
+#define HKEY_MAX (HPREFIX_MAX + 8)
 
 /* write_once's "MDB_MAP_FULL: grow and retry" (PGS codes are <= 0). */
 #define NEED_GROW 1
@@ -87,7 +96,7 @@ typedef struct settings {
 
 typedef struct store {
     MDB_env *env;
-    MDB_dbi records, meta;
+    MDB_dbi records, history, meta;
     int ready;                  /* env open and databases made */
     int nosync;
     int lock_fd;                /* DIR/pgs.lock, flock'd */
@@ -261,7 +270,7 @@ static int env_open(store *s, const settings *cfg)
         s->env = NULL;
         return map_rc(rc);
     }
-    rc = mdb_env_set_maxdbs(s->env, 2);
+    rc = mdb_env_set_maxdbs(s->env, 3);
     if (!rc) rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
     if (!rc) rc = mdb_env_set_mapsize(s->env, cfg->map_size);
     if (!rc) rc = mdb_env_open(s->env, cfg->dir, MDB_NOTLS | cfg->env_flags, 0644);
@@ -283,17 +292,20 @@ static int check_schema(MDB_txn *txn, MDB_dbi meta)
     static const unsigned char mine[4] = {SCHEMA, 0, 0, 0};
     MDB_val k = {6, "schema"}, v;
     int rc = mdb_get(txn, meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        v = (MDB_val){sizeof mine, (void *)mine};
-        return map_rc(mdb_put(txn, meta, &k, &v, 0));
-    }
-    if (rc)
+    if (rc && rc != MDB_NOTFOUND)
         return map_rc(rc);
-    if (v.mv_size != 4)
-        return PGS_ECORRUPT;
-    const unsigned char *b = v.mv_data;
-    uint32_t schema = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    return schema > SCHEMA ? PGS_EVERSION : schema < 1 ? PGS_ECORRUPT : PGS_OK;
+    if (rc == MDB_SUCCESS) {
+        if (v.mv_size != 4)
+            return PGS_ECORRUPT;
+        const unsigned char *b = v.mv_data;
+        uint32_t schema = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        if (schema > SCHEMA || schema < 1)
+            return schema > SCHEMA ? PGS_EVERSION : PGS_ECORRUPT;
+        if (schema == SCHEMA)
+            return PGS_OK;
+    }
+    v = (MDB_val){sizeof mine, (void *)mine}; /* new, or schema 1: now has history */
+    return map_rc(mdb_put(txn, meta, &k, &v, 0));
 }
 
 /* Opens (making them if new) the two databases, in one write txn: DBI
@@ -305,6 +317,8 @@ static int open_dbs(store *s)
     if (rc)
         return map_rc(rc);
     rc = mdb_dbi_open(txn, "records", MDB_CREATE, &s->records);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "history", MDB_CREATE, &s->history);
     if (!rc)
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
     rc = rc ? map_rc(rc) : check_schema(txn, s->meta);
@@ -396,6 +410,38 @@ static size_t make_key(const pgs_ref *ref, unsigned char buf[DBKEY_MAX])
     memcpy(buf, ref->name, nl);
     memcpy(buf + nl, ref->key, ref->key_len);
     return nl + ref->key_len;
+}
+
+/* The history range of ref: name, NUL, key length (2 bytes big-endian),
+** key bytes.  Returns its length; a version's key appends 8 bytes. */
+static size_t make_hprefix(const pgs_ref *ref, unsigned char buf[HKEY_MAX])
+{
+    size_t nl = strlen(ref->name) + 1;
+    memcpy(buf, ref->name, nl);
+    buf[nl] = (unsigned char)(ref->key_len >> 8);
+    buf[nl + 1] = (unsigned char)ref->key_len;
+    memcpy(buf + nl + 2, ref->key, ref->key_len);
+    return nl + 2 + ref->key_len;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* 1 if k is a version key of the range prefix[0..plen). */
+static int in_range(const MDB_val *k, const unsigned char *prefix, size_t plen)
+{
+    return k->mv_size == plen + 8 && memcmp(k->mv_data, prefix, plen) == 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -525,10 +571,53 @@ static int lm_scan(void *state, const char *name, int (*fn)(void *, const pgs_re
 /* ------------------------------------------------------------------------
 ** Writes: one write txn per batch, retried on a bigger map when full.
 */
+/* Deletes the history of the range prefix whose versions are below
+** `below` (every one: UINT64_MAX). */
+static int trim_history(store *s, MDB_txn *txn, const unsigned char *prefix, size_t plen,
+                        uint64_t below)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->history, &cur);
+    if (rc)
+        return write_rc(rc);
+    /* The oldest first; positioned afresh after each delete, as what a
+    ** cursor points at after mdb_cursor_del is subtle at the end. */
+    for (;;) {
+        MDB_val k = {plen, (void *)prefix}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != MDB_SUCCESS || !in_range(&k, prefix, plen) ||
+            get_be64((const unsigned char *)k.mv_data + plen) >= below)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? PGS_OK : write_rc(rc);
+}
+
+/* Copies the stored value `old` (version `version`) into ref's history.
+** The copy is taken first: a put may move the page old points into. */
+static int keep_old(store *s, MDB_txn *txn, const pgs_ref *ref, uint64_t version,
+                    const MDB_val *old)
+{
+    unsigned char hb[HKEY_MAX];
+    size_t plen = make_hprefix(ref, hb);
+    put_be64(hb + plen, version);
+    void *copy = malloc(old->mv_size ? old->mv_size : 1);
+    if (!copy)
+        return PGS_ENOMEM;
+    memcpy(copy, old->mv_data, old->mv_size);
+    MDB_val k = {plen + 8, hb}, v = {old->mv_size, copy};
+    int rc = write_rc(mdb_put(txn, s->history, &k, &v, 0));
+    free(copy);
+    return rc;
+}
+
 static int put_one(store *s, MDB_txn *txn, const pgs_write *w, const pgs_bytes *enc)
 {
+    const pgs_ref *ref = &w->record->ref;
     unsigned char kb[DBKEY_MAX];
-    MDB_val k = {make_key(&w->record->ref, kb), kb}, v;
+    MDB_val k = {make_key(ref, kb), kb}, v;
     uint64_t stored = 0;
     int rc = mdb_get(txn, s->records, &k, &v);
     if (rc == MDB_SUCCESS)
@@ -541,8 +630,17 @@ static int put_one(store *s, MDB_txn *txn, const pgs_write *w, const pgs_bytes *
         return rc;
     if (stored != w->expected_version)
         return PGS_ECONFLICT;
+    if (stored && w->keep && (rc = keep_old(s, txn, ref, stored, &v)) != PGS_OK)
+        return rc;
     v = (MDB_val){enc->len, enc->data};
-    return write_rc(mdb_put(txn, s->records, &k, &v, 0));
+    if ((rc = mdb_put(txn, s->records, &k, &v, 0)) != MDB_SUCCESS)
+        return write_rc(rc);
+    if (!stored) /* a new record: a DELETE took any history it had */
+        return PGS_OK;
+    unsigned char hb[HKEY_MAX];
+    uint64_t v_new = w->record->version;
+    return trim_history(s, txn, hb, make_hprefix(ref, hb),
+                        v_new > w->keep ? v_new - w->keep : 0);
 }
 
 /* A DELETE of an absent ref is a no-op, but PGS_ENOTFOUND when it is the
@@ -554,7 +652,10 @@ static int del_one(store *s, MDB_txn *txn, const pgs_write *w, int lone)
     int rc = mdb_del(txn, s->records, &k, NULL);
     if (rc == MDB_NOTFOUND) /* does not fail the txn */
         return lone ? PGS_ENOTFOUND : PGS_OK;
-    return write_rc(rc);
+    if (rc)
+        return write_rc(rc);
+    unsigned char hb[HKEY_MAX];
+    return trim_history(s, txn, hb, make_hprefix(w->ref, hb), UINT64_MAX);
 }
 
 /* One attempt: a write txn, every write, commit.  Any failure aborts, so
@@ -646,6 +747,49 @@ static int lm_batch(void *state, const pgs_write *w, size_t n)
     return rc;
 }
 
+/* Walks ref's history range backwards, newest first. */
+static int history_walk(MDB_cursor *cur, const pgs_ref *ref,
+                        int (*fn)(void *, const pgs_record *), void *arg)
+{
+    unsigned char hb[HKEY_MAX];
+    size_t plen = make_hprefix(ref, hb);
+    memset(hb + plen, 0xff, 8);
+    MDB_val k = {plen + 8, hb}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    /* The first key past the range (no version is UINT64_MAX), then back. */
+    rc = mdb_cursor_get(cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    while (rc == MDB_SUCCESS && in_range(&k, hb, plen)) {
+        pgs_record *rec;
+        int stop = decode(&v, &rec);
+        if (!stop) {
+            stop = fn(arg, rec);
+            free(rec);
+        }
+        if (stop)
+            return stop;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? PGS_OK : map_rc(rc);
+}
+
+static int lm_history(void *state, const pgs_ref *ref, int (*fn)(void *, const pgs_record *),
+                      void *arg)
+{
+    store *s = state;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = read_begin(s, &txn);
+    if (rc)
+        return rc;
+    rc = map_rc(mdb_cursor_open(txn, s->history, &cur));
+    if (!rc) {
+        rc = history_walk(cur, ref, fn, arg);
+        mdb_cursor_close(cur);
+    }
+    read_end(s, txn);
+    return rc;
+}
+
 const pgs_storage_ops pgsi_lmdb_ops = {
     .version = PGS_STORAGE_VERSION,
     .scheme = "lmdb",
@@ -654,5 +798,6 @@ const pgs_storage_ops pgsi_lmdb_ops = {
     .get = lm_get,
     .batch = lm_batch,
     .scan = lm_scan,
+    .history = lm_history,
     .flags = 0, /* not PGS_STORAGE_INLINE: a commit syncs, so group commit pays */
 };

@@ -12,6 +12,10 @@
 **     no malloc, one memcpy per field;
 **   - a shard's table doubles when it holds more records than buckets.
 **
+** History: a record's replaced versions hang off it, newest first, on its
+** `older` list.  A PUT that keeps history takes a fresh allocation, so the
+** replaced one can move to that list whole.
+**
 ** Batches of two or more writes lock every shard they touch in ascending
 ** order (so two batches cannot deadlock), check all expected versions and
 ** allocate everything first, and only then change the table: a conflict or
@@ -31,6 +35,7 @@
 typedef struct mrec mrec;
 struct mrec {
     mrec *next;          /* hash chain */
+    mrec *older;         /* history: the version this one replaced, if kept */
     uint64_t version;
     uint32_t hash;       /* low 32 bits of pgsi_ref_hash: bucket and quick compare */
     uint32_t schema_version;
@@ -118,6 +123,7 @@ static mrec *mrec_new(const pgs_record *rec, uint64_t hash, size_t name_len)
     if (!e)
         return NULL;
     e->next = NULL;
+    e->older = NULL;
     e->hash = (uint32_t)hash;
     e->key_len = rec->ref.key_len;
     e->name_len = (uint8_t)name_len;
@@ -136,6 +142,28 @@ static int mrec_fits(const mrec *e, const pgs_record *rec)
 {
     size_t need = rec_need(rec, e->name_len);
     return need <= e->cap && (e->cap <= 4096 || need >= e->cap / 4);
+}
+
+/* Frees e and the history behind it. */
+static void free_chain(mrec *e)
+{
+    for (mrec *older; e; e = older) {
+        older = e->older;
+        free(e);
+    }
+}
+
+/* Detaches the history of e that a PUT with `keep` drops (versions not
+** above e->version - 1 - keep) and returns it, for free_chain() outside
+** the lock. */
+static mrec *cut_history(mrec *e, uint32_t keep)
+{
+    mrec **link = &e->older;
+    while (*link && e->version - (*link)->version <= keep)
+        link = &(*link)->older;
+    mrec *dropped = *link;
+    *link = NULL;
+    return dropped;
 }
 
 /* The record's fields as a pgs_record (pointers into e). */
@@ -273,7 +301,7 @@ static void mem_close(void *state)
         for (size_t b = 0; b < s->nbuckets; b++) {
             for (mrec *e = s->buckets[b], *next; e; e = next) {
                 next = e->next;
-                free(e);
+                free_chain(e);
             }
         }
         free(s->buckets);
@@ -348,8 +376,9 @@ static int put_one(store *m, const pgs_write *w)
     mrec *e = link ? *link : NULL;
     if ((e ? e->version : 0) != w->expected_version) {
         rc = PGS_ECONFLICT;
-    } else if (e && mrec_fits(e, rec)) {
+    } else if (e && !w->keep && mrec_fits(e, rec)) {
         mrec_set(e, rec);
+        dead = cut_history(e, 0);
     } else if ((rc = ensure_table(s)) == PGS_OK) {
         mrec *n = mrec_new(rec, h, nl);
         if (!n) {
@@ -357,14 +386,15 @@ static int put_one(store *m, const pgs_write *w)
         } else if (e) { /* replace e where it stands in its chain */
             n->next = e->next;
             *link = n;
-            dead = e;
+            n->older = e;
+            dead = cut_history(n, w->keep);
         } else {
             insert(s, n);
             maybe_grow(s);
         }
     }
     pthread_mutex_unlock(&s->lock);
-    free(dead);
+    free_chain(dead);
     return rc;
 }
 
@@ -381,8 +411,9 @@ static int del_one(store *m, const pgs_ref *ref)
         s->count--;
     }
     pthread_mutex_unlock(&s->lock);
-    free(e);
-    return e ? PGS_OK : PGS_ENOTFOUND;
+    int rc = e ? PGS_OK : PGS_ENOTFOUND;
+    free_chain(e);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -432,7 +463,7 @@ static int prepare(const pgs_write *w, plan *p)
         return PGS_OK; /* absent: a no-op in a multi-write batch */
     if ((e ? e->version : 0) != w->expected_version)
         return PGS_ECONFLICT;
-    if (e && mrec_fits(e, w->record))
+    if (e && !w->keep && mrec_fits(e, w->record))
         return PGS_OK;
     if (ensure_table(p->s))
         return PGS_ENOMEM;
@@ -457,23 +488,25 @@ static void rollback(plan *p, size_t n)
     }
 }
 
-static void apply(const pgs_write *w, plan *p)
+/* Applies a prepared write; returns the records it drops, for
+** free_chain() (under the shard locks, but batches are not the hot path). */
+static mrec *apply(const pgs_write *w, plan *p)
 {
-    if (w->op == PGS_OP_DELETE) {
-        if (p->old)
-            free(unlink_rec(p->s, p->old));
-        return;
-    }
+    if (w->op == PGS_OP_DELETE)
+        return p->old ? unlink_rec(p->s, p->old) : NULL;
     if (!p->fresh) {
         mrec_set(p->old, w->record);
         p->old->claimed = 0;
-        return;
+        return cut_history(p->old, 0);
     }
     p->fresh->claimed = 0;
-    if (p->old) {
-        insert(p->s, p->fresh);
-        free(unlink_rec(p->s, p->old));
-    }
+    if (!p->old)
+        return NULL;
+    insert(p->s, p->fresh);
+    unlink_rec(p->s, p->old);
+    p->old->claimed = 0;
+    p->fresh->older = p->old;
+    return cut_history(p->fresh, w->keep);
 }
 
 static int batch_many(store *m, const pgs_write *w, size_t n)
@@ -499,7 +532,7 @@ static int batch_many(store *m, const pgs_write *w, size_t n)
         rollback(p, done + 1);
     } else {
         for (size_t i = 0; i < n; i++)
-            apply(&w[i], &p[i]);
+            free_chain(apply(&w[i], &p[i]));
         for (unsigned k = 0; k < SHARDS; k++)
             if (set >> k & 1)
                 maybe_grow(&m->shards[k].s);
@@ -519,6 +552,25 @@ static int mem_batch(void *state, const pgs_write *writes, size_t n)
     return n ? batch_many(m, writes, n) : PGS_OK;
 }
 
+/* fn runs under the shard lock, as in scan. */
+static int mem_history(void *state, const pgs_ref *ref,
+                       int (*fn)(void *arg, const pgs_record *rec), void *arg)
+{
+    store *m = state;
+    uint64_t h = pgsi_ref_hash(ref);
+    shard *s = &m->shards[shard_of(h)].s;
+    pgs_record view;
+    int rc = PGS_OK;
+    pthread_mutex_lock(&s->lock);
+    mrec *e = find(s, ref, h, ref_name_len(ref));
+    for (mrec *o = e ? e->older : NULL; o && !rc; o = o->older) {
+        mrec_view(o, &view);
+        rc = fn(arg, &view);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 const pgs_storage_ops pgsi_memory_ops = {
     .version = PGS_STORAGE_VERSION,
     .scheme = "memory",
@@ -528,4 +580,5 @@ const pgs_storage_ops pgsi_memory_ops = {
     .batch = mem_batch,
     .scan = mem_scan,
     .flags = PGS_STORAGE_INLINE, /* a batch is a few memcpys: no group commit */
+    .history = mem_history,
 };

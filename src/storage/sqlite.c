@@ -16,10 +16,20 @@
 ** flock(2) on PATH-pgs.lock and fails with PGS_EBUSY if another process
 ** holds it (several processes share state through PostgreSQL instead).
 **
-** Schema (pgs_meta.schema = 1):
+** Schema (pgs_meta.schema = 2):
 **   pgs_records(behaviour TEXT, key BLOB, version, schema_version, args,
 **               options, state, checksum; PRIMARY KEY(behaviour, key))
-** A store written by a newer pgs (schema > 1) is refused with PGS_EVERSION.
+**   pgs_history(the same columns; PRIMARY KEY(behaviour, key, version))
+** A store written by a newer pgs (schema > 2) is refused with PGS_EVERSION;
+** a schema 1 store gains pgs_history at open.
+**
+** History: a PUT that keeps it first copies the stored row into
+** pgs_history (if its version is the expected one: otherwise the UPDATE
+** finds no row and the batch fails anyway), then updates, then trims the
+** ref's history to `keep`.  A lone write that touches history runs in a
+** transaction of its own.  Until the first write with keep > 0, a store
+** whose history is empty skips all of it (the store is this process's
+** alone, so the flag cannot go stale).
 */
 #include "internal.h"
 
@@ -34,11 +44,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define SCHEMA 1
+#define SCHEMA 2
 #define READERS 4
 
 enum { Q_GET, Q_INSERT, Q_UPDATE, Q_DELETE, Q_SCAN_ONE, Q_SCAN_ALL, Q_BEGIN,
-       Q_COMMIT, Q_ROLLBACK, NQ };
+       Q_COMMIT, Q_ROLLBACK, Q_KEEP, Q_TRIM, Q_FORGET, Q_HISTORY, NQ };
+
+#define COLS "version, schema_version, args, options, state, checksum" 
 
 static const char *const sql[NQ] = {
     [Q_GET] = "SELECT version, schema_version, args, options, state, checksum "
@@ -57,6 +69,12 @@ static const char *const sql[NQ] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
+    [Q_KEEP] = "INSERT OR REPLACE INTO pgs_history SELECT behaviour, key, " COLS
+               " FROM pgs_records WHERE behaviour = ?1 AND key = ?2 AND version = ?3",
+    [Q_TRIM] = "DELETE FROM pgs_history WHERE behaviour = ?1 AND key = ?2 AND version < ?3",
+    [Q_FORGET] = "DELETE FROM pgs_history WHERE behaviour = ?1 AND key = ?2",
+    [Q_HISTORY] = "SELECT " COLS " FROM pgs_history WHERE behaviour = ?1 AND key = ?2 "
+                  "ORDER BY version DESC",
 };
 
 static const char schema_sql[] =
@@ -65,7 +83,12 @@ static const char schema_sql[] =
     " version INTEGER NOT NULL, schema_version INTEGER NOT NULL, args BLOB,"
     " options BLOB, state BLOB, checksum INTEGER NOT NULL,"
     " PRIMARY KEY(behaviour, key)) WITHOUT ROWID;"
-    "INSERT OR IGNORE INTO pgs_meta VALUES('schema', 1);";
+    "CREATE TABLE IF NOT EXISTS pgs_history(behaviour TEXT NOT NULL, key BLOB NOT NULL,"
+    " version INTEGER NOT NULL, schema_version INTEGER NOT NULL, args BLOB,"
+    " options BLOB, state BLOB, checksum INTEGER NOT NULL,"
+    " PRIMARY KEY(behaviour, key, version)) WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO pgs_meta VALUES('schema', 2);"
+    "UPDATE pgs_meta SET value = 2 WHERE name = 'schema' AND value < 2;";
 
 /* The store's settings, from its URL. */
 typedef struct settings {
@@ -85,6 +108,7 @@ typedef struct store {
     conn readers[READERS];
     _Atomic unsigned next_reader;
     int lock_fd;
+    int has_history;    /* pgs_history may hold rows (under writer.lock) */
 } store;
 
 /* ------------------------------------------------------------------------
@@ -162,6 +186,8 @@ static int check_schema(conn *c)
 {
     int v = 0, mode_ok = 0;
     int rc = exec_int(c->db, "SELECT value FROM pgs_meta WHERE name = 'schema'", &v);
+    if (rc == SQLITE_OK && v == 0)
+        return PGS_ECORRUPT; /* the schema row is gone */
     if (rc != SQLITE_OK)
         return map_rc(rc);
     if (v > SCHEMA)
@@ -273,6 +299,9 @@ static int sq_open(const char *url, void **state)
         rc = map_rc(conn_open(&s->readers[i], &cfg, 0));
     if (!rc)
         rc = check_schema(&s->writer);
+    if (!rc)
+        rc = map_rc(exec_int(s->writer.db, "SELECT EXISTS(SELECT 1 FROM pgs_history)",
+                             &s->has_history));
     free(cfg.path);
     if (rc) {
         sq_close(s);
@@ -349,18 +378,20 @@ static int row_ref(sqlite3_stmt *st, pgs_ref *ref)
     return pgs_ref_make(ref, name, key, (size_t)kl) ? PGS_ECORRUPT : PGS_OK;
 }
 
-static int sq_scan(void *state, const char *name, int (*fn)(void *, const pgs_record *),
-                   void *arg)
+/* Steps the bound statement st of reader c, giving each row to fn, then
+** releases c.  Rows are of ref, or (ref NULL) start with their own. */
+static int each_row(conn *c, sqlite3_stmt *st, int rc, const pgs_ref *ref,
+                    int (*fn)(void *, const pgs_record *), void *arg)
 {
-    conn *c = reader(state);
-    sqlite3_stmt *st = c->q[name ? Q_SCAN_ONE : Q_SCAN_ALL];
-    int rc = name ? sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) : SQLITE_OK, stop = 0;
+    int stop = 0;
     while (rc == SQLITE_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         pgs_record rec;
         memset(&rec, 0, sizeof rec);
-        if ((stop = row_ref(st, &rec.ref)))
+        if (ref)
+            rec.ref = *ref;
+        else if ((stop = row_ref(st, &rec.ref)))
             break;
-        row_fields(st, 2, &rec);
+        row_fields(st, ref ? 0 : 2, &rec);
         stop = fn(arg, &rec);
         rc = SQLITE_OK;
     }
@@ -369,6 +400,15 @@ static int sq_scan(void *state, const char *name, int (*fn)(void *, const pgs_re
     sqlite3_clear_bindings(st);
     pthread_mutex_unlock(&c->lock);
     return result;
+}
+
+static int sq_scan(void *state, const char *name, int (*fn)(void *, const pgs_record *),
+                   void *arg)
+{
+    conn *c = reader(state);
+    sqlite3_stmt *st = c->q[name ? Q_SCAN_ONE : Q_SCAN_ALL];
+    int rc = name ? sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) : SQLITE_OK;
+    return each_row(c, st, rc, NULL, fn, arg);
 }
 
 /* ------------------------------------------------------------------------
@@ -383,7 +423,21 @@ static int step_done(sqlite3_stmt *st, sqlite3 *db, int *changes)
     return rc == SQLITE_DONE ? PGS_OK : map_rc(rc);
 }
 
-static int put_one(conn *c, const pgs_write *w)
+/* Runs history statement q for ref with ?3 = v (if q takes it). */
+static int history_step(conn *c, int q, const pgs_ref *ref, int64_t v)
+{
+    sqlite3_stmt *st = c->q[q];
+    int changes, rc = bind_ref(st, ref);
+    if (!rc && q != Q_FORGET)
+        rc = sqlite3_bind_int64(st, 3, v);
+    if (rc) {
+        sqlite3_clear_bindings(st);
+        return map_rc(rc);
+    }
+    return step_done(st, c->db, &changes);
+}
+
+static int put_row(conn *c, const pgs_write *w)
 {
     const pgs_record *r = w->record;
     sqlite3_stmt *st = c->q[w->expected_version ? Q_UPDATE : Q_INSERT];
@@ -404,7 +458,28 @@ static int put_one(conn *c, const pgs_write *w)
     return rc ? rc : changes ? PGS_OK : PGS_ECONFLICT;
 }
 
-static int del_one(conn *c, const pgs_write *w, int lone)
+/* 1 if write w has history to keep or trim. */
+static int touches_history(const store *s, const pgs_write *w)
+{
+    if (w->op == PGS_OP_DELETE)
+        return s->has_history;
+    return w->expected_version && (w->keep || s->has_history);
+}
+
+static int put_one(store *s, conn *c, const pgs_write *w)
+{
+    const pgs_record *r = w->record;
+    if (!touches_history(s, w))
+        return put_row(c, w);
+    int rc = w->keep ? history_step(c, Q_KEEP, &r->ref, (int64_t)w->expected_version) : PGS_OK;
+    if (!rc)
+        rc = put_row(c, w);
+    if (!rc)
+        rc = history_step(c, Q_TRIM, &r->ref, (int64_t)r->version - (int64_t)w->keep);
+    return rc;
+}
+
+static int del_one(store *s, conn *c, const pgs_write *w, int lone)
 {
     sqlite3_stmt *st = c->q[Q_DELETE];
     int changes = 0, rc = bind_ref(st, w->ref);
@@ -413,6 +488,8 @@ static int del_one(conn *c, const pgs_write *w, int lone)
         return map_rc(rc);
     }
     rc = step_done(st, c->db, &changes);
+    if (!rc && touches_history(s, w))
+        rc = history_step(c, Q_FORGET, w->ref, 0);
     return rc ? rc : (!changes && lone) ? PGS_ENOTFOUND : PGS_OK;
 }
 
@@ -428,19 +505,32 @@ static int sq_batch(void *state, const pgs_write *writes, size_t n)
     conn *c = &s->writer;
     int rc = PGS_OK;
     pthread_mutex_lock(&c->lock);
-    if (n > 1)
+    /* A lone write of one statement commits by itself. */
+    int txn = n > 1 || touches_history(s, &writes[0]);
+    if (txn)
         rc = run(c, Q_BEGIN);
     for (size_t i = 0; !rc && i < n; i++)
-        rc = writes[i].op == PGS_OP_PUT ? put_one(c, &writes[i])
-                                        : del_one(c, &writes[i], n == 1);
-    if (n > 1) {
+        rc = writes[i].op == PGS_OP_PUT ? put_one(s, c, &writes[i])
+                                        : del_one(s, c, &writes[i], n == 1);
+    if (txn) {
         if (!rc)
             rc = run(c, Q_COMMIT);
         if (rc && !sqlite3_get_autocommit(c->db))
             run(c, Q_ROLLBACK);
     }
+    for (size_t i = 0; !rc && i < n; i++)
+        if (writes[i].op == PGS_OP_PUT && writes[i].keep)
+            s->has_history = 1;
     pthread_mutex_unlock(&c->lock);
     return rc;
+}
+
+static int sq_history(void *state, const pgs_ref *ref, int (*fn)(void *, const pgs_record *),
+                      void *arg)
+{
+    conn *c = reader(state);
+    sqlite3_stmt *st = c->q[Q_HISTORY];
+    return each_row(c, st, bind_ref(st, ref), ref, fn, arg);
 }
 
 const pgs_storage_ops pgsi_sqlite_ops = {
@@ -451,4 +541,5 @@ const pgs_storage_ops pgsi_sqlite_ops = {
     .get = sq_get,
     .batch = sq_batch,
     .scan = sq_scan,
+    .history = sq_history,
 };

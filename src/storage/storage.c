@@ -256,3 +256,46 @@ int pgs_storage_scan(pgs_storage *st, const char *name,
     int rc = st->ops->scan(st->state, name, scan_one, &c);
     return c.corrupt ? PGS_ECORRUPT : rc;
 }
+
+/* History: like scan, each version is verified (and must be of ref, and
+** older than the one before it) before the caller's fn sees it. */
+typedef struct {
+    int (*fn)(void *arg, const pgs_record *rec);
+    void *arg;
+    const pgs_ref *ref;
+    uint64_t below; /* the version before this one (UINT64_MAX: none yet) */
+    int corrupt;
+    int stopped;    /* fn's non-zero value, returned as it is */
+} history_ctx;
+
+static int history_one(void *arg, const pgs_record *rec)
+{
+    history_ctx *c = arg;
+    if (!rec || record_verify(rec, c->ref) || rec->version >= c->below) {
+        c->corrupt = 1;
+        return PGS_ECORRUPT;
+    }
+    c->below = rec->version;
+    return c->stopped = c->fn(c->arg, rec);
+}
+
+int pgs_storage_history(pgs_storage *st, const pgs_ref *ref,
+                        int (*fn)(void *arg, const pgs_record *rec), void *arg)
+{
+    if (!st || !fn)
+        return PGS_EINVAL;
+    int rc = pgsi_ref_check(ref, NULL);
+    if (rc)
+        return rc;
+    if (!pgsi_storage_has_history(st))
+        return PGS_ENOTSUP;
+    history_ctx c = {fn, arg, ref, UINT64_MAX, 0, 0};
+    rc = st->ops->history(st->state, ref, history_one, &c);
+    return c.corrupt ? PGS_ECORRUPT : c.stopped ? c.stopped : adapter_rc(rc);
+}
+
+/* A version 1 ops struct ends before the history slot: not read there. */
+int pgsi_storage_has_history(const pgs_storage *st)
+{
+    return st->ops->version >= 2 && st->ops->history != NULL;
+}
