@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcmp(again.data, data, size) != 0)
         abort(); /* one record, one encoding */
     pgs_server_opts o;
-    (void)pgsi_opts_decode(rec->options, rec->options_len, &o);
+    int parked;
+    (void)pgsi_opts_decode(rec->options, rec->options_len, &o, &parked);
     pgs_bytes_free(&again);
     free(rec);
     return 0;

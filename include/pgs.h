@@ -59,7 +59,8 @@ extern "C" {
     X(ENOTSUP, -19, "operation not supported here")                           \
     X(ESCHEMA, -20, "stored state has a newer schema version than the code")  \
     X(EBUSY, -21, "resource busy (e.g. the store is in use by another process)") \
-    X(ENOSPC, -22, "storage is full")
+    X(ENOSPC, -22, "storage is full")                                         \
+    X(EPARKED, -23, "server is parked after a crash loop (see pgs_unpark)")
 
 enum pgs_status {
     PGS_OK = 0,
@@ -81,7 +82,9 @@ const char *pgs_errname(int code);
 ** text form "behaviour/key".  In the text form the key's bytes outside
 ** [A-Za-z0-9._~-] are written as %XX (two upper-case hex digits), so every
 ** key byte string has exactly one text form.  Behaviour names are 1 to
-** PGS_NAME_MAX bytes of [A-Za-z0-9._-].  Keys are 0 to PGS_KEY_MAX bytes.
+** PGS_NAME_MAX bytes of [A-Za-z0-9._-]; those starting with "pgs." name
+** pgs's own records (crash counts, set-aside messages) and cannot be
+** registered.  Keys are 0 to PGS_KEY_MAX bytes.
 */
 #define PGS_NAME_MAX 63
 #define PGS_KEY_MAX 256
@@ -162,14 +165,46 @@ enum pgs_write_mode {
 /* Idle timeout value meaning "never passivate while the runtime is open". */
 #define PGS_IDLE_NEVER UINT32_MAX
 
+/* What a crash loop (more than max_restarts crashes within
+** restart_window_ms, counted in storage, so across process restarts too)
+** does to the server.  Whatever the policy, restarts after a crash back
+** off: the next message waits 10 ms after the first crash of a window,
+** then twice as long after each further one, with jitter, up to
+** pgs_options.backoff_max_ms.  A policy that acts resets the count. */
+enum pgs_fault_policy {
+    PGS_POLICY_INHERIT = 0,
+    PGS_POLICY_BACKOFF = 1,  /* the default: only back off; the state stays */
+    PGS_POLICY_ROLLBACK = 2, /* come back from the newest kept version older
+                                than the crashes (see history); park if
+                                there is none */
+    PGS_POLICY_RESET = 3,    /* a fresh init from the stored start arguments */
+    PGS_POLICY_PARK = 4      /* keep the data; every message fails with
+                                PGS_EPARKED until pgs_unpark, pgs_repair or
+                                pgs_rollback */
+};
+
+/* history value: keep no older versions. */
+#define PGS_HISTORY_NONE UINT16_MAX
+
 /* Per-server options: given to pgs_start(), stored with the state, and
-** applied again whenever the server reactivates.  Zero fields inherit the
-** behaviour's setting, then the runtime's.  Zero-initialise, then set
-** what you need. */
+** applied again whenever the server reactivates; pgs_reconfigure changes
+** them later.  Zero fields inherit the behaviour's setting, then the
+** runtime's.  Zero-initialise, then set what you need. */
 typedef struct pgs_server_opts {
     uint32_t idle_timeout_ms; /* 0: inherit; PGS_IDLE_NEVER: never */
     uint8_t lifecycle;        /* enum pgs_lifecycle */
     uint8_t write_mode;       /* enum pgs_write_mode */
+    uint8_t fault_policy;     /* enum pgs_fault_policy */
+    uint8_t poison_after;     /* a message that crashes the server this many
+                                 times, each on the state reloaded from
+                                 storage, is set aside (pgs_poison_list) and
+                                 the server goes on with its next message.
+                                 0: inherit (1: set aside at once); at most 16 */
+    uint16_t max_restarts;    /* 0: inherit (5) */
+    uint16_t history;         /* older versions kept in storage (pgs_history,
+                                 rollback); 0: inherit (none, but 3 under
+                                 PGS_POLICY_ROLLBACK); PGS_HISTORY_NONE: none */
+    uint32_t restart_window_ms; /* 0: inherit (60000) */
 } pgs_server_opts;
 
 /* ------------------------------------------------------------------------
@@ -219,7 +254,10 @@ enum pgs_reason {
 enum pgs_info_kind {
     PGS_INFO_MESSAGE = 1, /* from pgs_send_info() */
     PGS_INFO_TIMER = 2,   /* from pgs_send_after(); tag = the timer id */
-    PGS_INFO_REPLY = 3    /* reply to pgs_call_async(); tag as given, status set */
+    PGS_INFO_REPLY = 3,   /* reply to pgs_call_async(); tag as given, status set */
+    PGS_INFO_MONITOR = 4  /* a monitored server's event (pgs_monitor): tag = the
+                             monitor id, status = enum pgs_event, data = the
+                             watched ref's text form */
 };
 
 typedef struct pgs_info {
@@ -448,6 +486,8 @@ typedef struct pgs_options {
     void *user;               /* the application's context, handed to every
                                  callback through pgs_user(); pgs never
                                  touches it (owned by the caller) */
+    uint32_t backoff_max_ms;  /* the longest wait before a restart after a
+                                 crash; 0: 5000 */
 } pgs_options;
 
 /* Fills *opts with the defaults. */
@@ -566,6 +606,115 @@ int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);
 
 /* 1 if the server is active (in memory) now, 0 if not; negative on error. */
 int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref);
+
+/* The runtime's store (borrowed: valid until pgs_close), for reading
+** records and history with the pgs_storage_* calls. */
+pgs_storage *pgs_runtime_storage(pgs_runtime *rt);
+
+/* ------------------------------------------------------------------------
+** Faults: crash loops, poison messages, parking and repair, monitors.
+**
+** A turn crashes when its handler returns PGS_CRASH or misbehaves
+** (PGS_ECALLBACK).  Its state is dropped and comes back from storage.
+** Every crash is counted in storage, with its error and the message that
+** caused it, so a crash loop is seen across process restarts too
+** (pgs_server_info_get).  See pgs_server_opts for poison_after,
+** max_restarts, restart_window_ms, fault_policy and history.
+*/
+
+/* Events a monitor is told of. */
+enum pgs_event {
+    PGS_EVENT_ACTIVATE = 1,  /* loaded from storage, or created */
+    PGS_EVENT_PASSIVATE = 2, /* idle or runtime close: its state is in storage */
+    PGS_EVENT_STOP = 3,      /* stopped normally */
+    PGS_EVENT_CRASH = 4,     /* a turn crashed */
+    PGS_EVENT_ROLLBACK = 5,  /* rolled back (policy or pgs_rollback) */
+    PGS_EVENT_RESET = 6,     /* started afresh from its start arguments */
+    PGS_EVENT_PARK = 7,
+    PGS_EVENT_UNPARK = 8,    /* unparked (pgs_unpark, pgs_repair, pgs_rollback) */
+    PGS_EVENT_POISON = 9,    /* a message was set aside */
+    PGS_EVENT_DELETE = 10    /* deleted; the monitor is removed after this */
+};
+
+/* A monitor callback: runs on a pgs thread with no lock held, just after
+** the event.  Keep it short; it may send (pgs_cast, pgs_send_info) but must
+** not wait on the watched server. */
+typedef void (*pgs_monitor_fn)(void *arg, const pgs_ref *ref, int event);
+
+/* Watches ref, which need not be active or even exist yet.  Each event
+** goes to fn(arg, ref, event) if fn is not NULL, else to the server
+** `notify` as an info of kind PGS_INFO_MONITOR.  *id (may be NULL)
+** receives the monitor's id.  Monitors live in the runtime, not in
+** storage.  Errors: PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ENOMEM,
+** PGS_ECLOSED.  Any thread. */
+int pgs_monitor(pgs_runtime *rt, const pgs_ref *ref, pgs_monitor_fn fn, void *arg,
+                const pgs_ref *notify, uint64_t *id);
+/* Removes a monitor.  PGS_ENOTFOUND if there is none with that id. */
+int pgs_demonitor(pgs_runtime *rt, uint64_t id);
+
+/* What storage says of one server. */
+typedef struct pgs_server_info {
+    uint64_t version;        /* stored version */
+    int parked;              /* 1 if parked */
+    pgs_server_opts opts;    /* its stored overrides */
+    uint32_t crashes;        /* crashes in the current restart window */
+    int last_error;          /* PGS_ECRASH or PGS_ECALLBACK; 0: never crashed */
+    int64_t last_crash_ms;   /* wall clock, ms since the epoch; 0: never */
+    uint64_t crash_version;  /* the stored version the last crash met */
+    int last_kind;           /* the crashing message: 1 call, 2 cast, 3 info */
+    pgs_bytes last_message;  /* ...its bytes (malloc'd, the caller's:
+                                pgs_bytes_free) */
+} pgs_server_info;
+
+/* Reads what storage holds for ref.  Errors: PGS_ENOTFOUND (no record),
+** PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ECORRUPT, PGS_ESTORAGE. */
+int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);
+
+/* Operator actions.  Each runs as a turn of the server, in order with its
+** messages, and is durable when it returns.  They work on parked servers.
+**   reconfigure: the non-zero fields of opts replace the stored ones
+**     (idle timeout, lifecycle, write mode, fault settings).
+**   unpark: the server takes messages again, on the state it has.
+**   repair: replaces the state with `state` (encoded, as decode reads it
+**     at the behaviour's schema version) and unparks.  PGS_ECORRUPT if
+**     decode refuses it.
+**   rollback: makes stored version `version` (the current one or a kept
+**     older one) the state again, as a new version, and unparks.
+**     PGS_ENOTFOUND if that version is not kept.
+** Errors: those of pgs_call. */
+int pgs_reconfigure(pgs_runtime *rt, const pgs_ref *ref, const pgs_server_opts *opts,
+                    int timeout_ms);
+int pgs_unpark(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+int pgs_repair(pgs_runtime *rt, const pgs_ref *ref, const void *state, size_t len,
+               int timeout_ms);
+int pgs_rollback(pgs_runtime *rt, const pgs_ref *ref, uint64_t version, int timeout_ms);
+
+/* A message set aside after crashing its server poison_after times. */
+typedef struct pgs_poison {
+    uint64_t id;             /* for pgs_poison_retry / pgs_poison_drop */
+    pgs_ref ref;             /* the server */
+    int kind;                /* 1 call, 2 cast, 3 info */
+    int info_kind;           /* info: enum pgs_info_kind */
+    uint64_t tag;            /* info: its tag */
+    int error;               /* PGS_ECRASH or PGS_ECALLBACK */
+    uint32_t attempts;       /* times it crashed the server */
+    int64_t time_ms;         /* when it was set aside (wall clock) */
+    uint64_t state_version;  /* the stored version it met */
+    const void *msg;    size_t msg_len;   /* valid during the callback */
+    const void *state;  size_t state_len; /* the encoded state it met */
+} pgs_poison;
+
+/* Calls fn for each set-aside message of ref (all servers if NULL), in no
+** set order, until fn returns non-zero (returned).  Any thread. */
+int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
+                    int (*fn)(void *arg, const pgs_poison *p), void *arg);
+/* Sends a set-aside message again, as what it was (a call waits and puts
+** its reply in *reply, may be NULL), after removing it from the list: if
+** it crashes again it is set aside again, under a new id.  Errors:
+** PGS_ENOTFOUND, and those of pgs_call or pgs_cast. */
+int pgs_poison_retry(pgs_runtime *rt, uint64_t id, pgs_bytes *reply, int timeout_ms);
+/* Removes a set-aside message.  PGS_ENOTFOUND if there is none. */
+int pgs_poison_drop(pgs_runtime *rt, uint64_t id);
 
 #ifdef __cplusplus
 }

@@ -163,10 +163,7 @@ int pgs_delete(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms)
 
 static int check_server_opts(const pgs_server_opts *o)
 {
-    if (!o)
-        return PGS_OK;
-    return o->lifecycle > PGS_PERMANENT || o->write_mode > PGS_WRITE_ON_PASSIVATE
-               ? PGS_EINVAL : PGS_OK;
+    return o && pgsi_opts_check(o) ? PGS_EINVAL : PGS_OK;
 }
 
 int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len,
@@ -262,4 +259,120 @@ int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref)
     int active = s && atomic_load_explicit(&s->loaded, memory_order_relaxed);
     pthread_mutex_unlock(&sh->lock);
     return active;
+}
+
+pgs_storage *pgs_runtime_storage(pgs_runtime *rt)
+{
+    return rt ? rt->st : NULL;
+}
+
+/* ------------------------------------------------------------------------
+** Operator actions: requests of the runtime's own kinds (fault.c runs them).
+*/
+int pgs_reconfigure(pgs_runtime *rt, const pgs_ref *ref, const pgs_server_opts *opts,
+                    int timeout_ms)
+{
+    const beh *b;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if (!opts)
+        return leave(rt, PGS_EINVAL);
+    if ((rc = check_ref(rt, ref, &b)) || (rc = check_server_opts(opts)))
+        return leave(rt, rc);
+    return leave(rt, pgsi_request(rt, b, ref, M_RECONF, NULL, 0, opts, NULL, timeout_ms));
+}
+
+int pgs_unpark(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms)
+{
+    return request(rt, ref, M_UNPARK, NULL, 0, NULL, timeout_ms);
+}
+
+int pgs_repair(pgs_runtime *rt, const pgs_ref *ref, const void *state, size_t len,
+               int timeout_ms)
+{
+    return request(rt, ref, M_REPAIR, state, len, NULL, timeout_ms);
+}
+
+int pgs_rollback(pgs_runtime *rt, const pgs_ref *ref, uint64_t version, int timeout_ms)
+{
+    unsigned char v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = (unsigned char)(version >> (8 * i));
+    return request(rt, ref, M_ROLLBACK, v, sizeof v, NULL, timeout_ms);
+}
+
+/* ------------------------------------------------------------------------
+** Faults: what storage says, and set-aside messages.
+*/
+int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out)
+{
+    const beh *b;
+    if (!out)
+        return PGS_EINVAL;
+    memset(out, 0, sizeof *out);
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = check_ref(rt, ref, &b)))
+        return leave(rt, rc);
+    return leave(rt, pgsi_server_info(rt, ref, out));
+}
+
+int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
+                    int (*fn)(void *arg, const pgs_poison *p), void *arg)
+{
+    const beh *b;
+    if (!fn)
+        return PGS_EINVAL;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if (ref && (rc = check_ref(rt, ref, &b)))
+        return leave(rt, rc);
+    return leave(rt, pgsi_poison_list(rt, ref, fn, arg));
+}
+
+int pgs_poison_drop(pgs_runtime *rt, uint64_t id)
+{
+    pgs_record *rec;
+    pgs_poison p;
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    rc = pgsi_poison_take(rt, id, &rec, &p);
+    free(rec);
+    return leave(rt, rc);
+}
+
+/* The message goes again as what it was; an info keeps its kind and tag. */
+static int resend(pgs_runtime *rt, const pgs_poison *p, pgs_bytes *reply, int timeout_ms)
+{
+    const beh *b;
+    int rc = check_ref(rt, &p->ref, &b);
+    if (rc)
+        return rc;
+    if (p->kind == M_CALL)
+        return pgsi_request(rt, b, &p->ref, M_CALL, p->msg, p->msg_len, NULL, reply, timeout_ms);
+    msg *m = pgsi_msg_new(p->kind == M_CAST ? M_CAST : M_INFO, p->msg, p->msg_len);
+    if (!m)
+        return PGS_ENOMEM;
+    m->info_kind = (uint8_t)p->info_kind;
+    m->tag = p->tag;
+    return pgsi_send(rt, b, &p->ref, m);
+}
+
+int pgs_poison_retry(pgs_runtime *rt, uint64_t id, pgs_bytes *reply, int timeout_ms)
+{
+    pgs_record *rec;
+    pgs_poison p;
+    if (reply)
+        *reply = (pgs_bytes){0};
+    int rc = enter(rt);
+    if (rc)
+        return rc;
+    if ((rc = pgsi_poison_take(rt, id, &rec, &p)) == PGS_OK)
+        rc = resend(rt, &p, reply, timeout_ms);
+    free(rec);
+    return leave(rt, rc);
 }

@@ -166,6 +166,7 @@ static int submit(pgs_runtime *rt, server *s, const pgs_record *rec, const pgs_r
         make_sync(rt, w);
     if (rec) {
         wreq_fill(w, rec);
+        w->keep = pgsi_keep(s);
         s->version = w->base + 1;
     } else {
         w->op = PGS_OP_DELETE;
@@ -233,7 +234,7 @@ static void commit_batch(pgs_runtime *rt, wreq *batch)
         if (w->status)
             continue;
         rt->c_writes[n] = (pgs_write){.op = w->op, .record = &w->rec, .ref = &w->rec.ref,
-                                      .expected_version = w->base};
+                                      .expected_version = w->base, .keep = w->keep};
         rt->c_which[n++] = w;
     }
     if (!n)

@@ -35,13 +35,18 @@ const pgs_storage_ops *pgsi_storage_builtin(const char *url);
 /* 1 if st's adapter keeps history (pgs_write.keep is honoured). */
 int pgsi_storage_has_history(const pgs_storage *st);
 
-/* Options as stored in a record: a fixed little-endian layout, so a record
-** written by one build reads back in another.  PGSI_OPTS_LEN bytes. */
-#define PGSI_OPTS_LEN 8
-void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN]);
+/* Options as stored in a record, with the parked flag: a fixed
+** little-endian layout, so a record written by one build reads back in
+** another.  PGSI_OPTS_LEN bytes. */
+#define PGSI_OPTS_LEN 20
+#define PGSI_POISON_MAX 16 /* the most poison_after may be */
+void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PGSI_OPTS_LEN]);
 /* PGS_OK or PGS_ECORRUPT (wrong length, unknown version or value).  No
-** bytes at all (a record written by a tool) means every option inherits. */
-int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o);
+** bytes at all (a record written by a tool) means every option inherits
+** and the server is not parked. */
+int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *parked);
+/* Non-zero if o holds a value pgs does not know. */
+int pgsi_opts_check(const pgs_server_opts *o);
 
 /* 1 if every byte field of rec has bytes where its length says so. */
 int pgsi_record_fields_present(const pgs_record *rec);

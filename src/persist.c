@@ -51,26 +51,25 @@ static int set_args(server *s, const void *args, size_t len)
     return PGS_OK;
 }
 
-static int decode_state(server *s, const pgs_record *rec)
+int pgsi_decode_state(server *s, const void *data, size_t len, uint32_t schema)
 {
     const pgs_behaviour *b = s->beh->b;
     void *state = pgsi_server_state(s);
     memset(state, 0, b->state_size);
-    if (rec->schema_version > b->schema_version)
-        return PGS_ESCHEMA;
+    if (schema > b->schema_version)
+        return PGS_ESCHEMA; /* written by newer code: never guess at it */
     if (b->decode)
-        return b->decode(state, rec->state, rec->state_len, rec->schema_version)
-                   ? PGS_ECORRUPT : PGS_OK;
-    if (rec->state_len != b->state_size)
+        return b->decode(state, data, len, schema) ? PGS_ECORRUPT : PGS_OK;
+    if (len != b->state_size)
         return PGS_ECORRUPT;
-    if (rec->state_len)
-        memcpy(state, rec->state, rec->state_len);
+    if (len)
+        memcpy(state, data, len);
     return PGS_OK;
 }
 
 /* Loads s from storage, once its writes in flight have landed.
 ** PGS_ENOTFOUND if there is no record. */
-int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
+int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref, int allow_parked)
 {
     pgs_record *rec = NULL;
     /* Once its writes have landed, storage is the truth: a write that
@@ -81,15 +80,19 @@ int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref)
     if (rc)
         return rc;
     pgs_server_opts o;
-    rc = pgsi_opts_decode(rec->options, rec->options_len, &o);
+    int parked = 0;
+    rc = pgsi_opts_decode(rec->options, rec->options_len, &o, &parked);
+    if (!rc && parked && !allow_parked)
+        rc = PGS_EPARKED;
     if (!rc)
-        rc = decode_state(s, rec);
+        rc = pgsi_decode_state(s, rec->state, rec->state_len, rec->schema_version);
     if (!rc)
         rc = set_args(s, rec->args, rec->args_len);
     if (!rc) {
         pgsi_apply_opts(s, &o);
         s->version = rec->version;
         s->dirty = 0;
+        s->parked = (uint8_t)parked;
         atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
         PGSI_STAT(rt, s, active, 1);
         PGSI_STAT(rt, s, activations, 1);
@@ -110,7 +113,8 @@ int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
     pgsi_apply_opts(s, opts);
     memset(state, 0, b->state_size);
     s->version = 0;
-    int r = b->init(ctx, state, args_len ? args : NULL, args_len);
+    s->parked = 0;
+    int r = b->init(ctx, state, s->args, s->args_len); /* args may be the old copy */
     if (r != PGS_PERSIST && r != PGS_NOPERSIST && r != PGS_UNCHANGED) {
         if (b->terminate)
             b->terminate(ctx, state, PGS_REASON_CRASH);
@@ -149,16 +153,18 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async)
     pgs_record rec = {.ref = *ref};
     int rc = encode_state(s, &buf, rt->opts.max_message_size, &rec.state, &rec.state_len);
     if (!rc) {
-        pgsi_opts_encode(&s->opts, opts);
+        pgsi_opts_encode(&s->opts, s->parked, opts);
         rec.version = s->version + 1;
         rec.schema_version = s->beh->b->schema_version;
         rec.args = s->args;
         rec.args_len = s->args_len;
         rec.options = opts;
         rec.options_len = sizeof opts;
+        pgs_write w = {.op = PGS_OP_PUT, .record = &rec, .expected_version = s->version,
+                       .keep = pgsi_keep(s)};
         if (!rt->inline_writes) {
             rc = pgsi_submit_put(rt, s, &rec, async);
-        } else if (!(rc = pgs_storage_put(rt->st, &rec, s->version))) {
+        } else if (!(rc = pgs_storage_batch(rt->st, &w, 1))) {
             s->version++;
             PGSI_STAT(rt, s, writes, 1);
             PGSI_STAT(rt, s, commits, 1);

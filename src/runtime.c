@@ -207,6 +207,7 @@ static void init_locks(pgs_runtime *rt)
     pthread_mutex_init(&rt->c_lock, &hot);
     pthread_mutexattr_destroy(&hot);
     pthread_cond_init(&rt->c_done, NULL);
+    pgsi_monitor_init(rt);
 }
 
 int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
@@ -272,7 +273,8 @@ static int collect_permanent(void *arg, const pgs_record *rec)
 {
     ref_list *l = arg;
     pgs_server_opts o;
-    if (pgsi_opts_decode(rec->options, rec->options_len, &o))
+    int parked;
+    if (pgsi_opts_decode(rec->options, rec->options_len, &o, &parked))
         return 0; /* reported when the server is used */
     uint8_t lc = o.lifecycle ? o.lifecycle : l->default_lifecycle;
     if (lc != PGS_PERMANENT)
@@ -305,11 +307,9 @@ static int check_behaviour(const pgs_behaviour *b)
     if (b->version < 1 || b->version > PGS_BEHAVIOUR_VERSION)
         return PGS_EVERSION;
     size_t n = strnlen(b->name, PGS_NAME_MAX + 1);
-    if (!pgsi_name_valid(b->name, n))
-        return PGS_EREF;
-    if (b->defaults.lifecycle > PGS_PERMANENT || b->defaults.write_mode > PGS_WRITE_ON_PASSIVATE)
-        return PGS_EINVAL;
-    return PGS_OK;
+    if (!pgsi_name_valid(b->name, n) || strncmp(b->name, "pgs.", 4) == 0)
+        return PGS_EREF; /* "pgs." names pgs's own records */
+    return pgsi_opts_check(&b->defaults) ? PGS_EINVAL : PGS_OK;
 }
 
 int pgs_register(pgs_runtime *rt, const pgs_behaviour *b)
@@ -385,6 +385,7 @@ int pgs_shutdown(pgs_runtime *rt)
     pthread_mutex_lock(&rt->close_lock);
     if (!rt->shut) {
         atomic_store(&rt->closing, 1);
+        pgsi_kick_waiting(rt);
         if (rt->nworkers)
             quiesce(rt);
         pgsi_timer_stop(rt);
@@ -421,5 +422,6 @@ void pgs_close(pgs_runtime *rt)
     pthread_mutex_destroy(&rt->c_lock);
     pthread_cond_destroy(&rt->c_cv);
     pthread_cond_destroy(&rt->c_done);
+    pgsi_monitor_free(rt);
     free(rt);
 }

@@ -38,7 +38,7 @@ typedef struct beh {
 } beh;
 
 /* Timer heap node: embedded in a server (idle timeout) or a timer entry. */
-enum { TN_IDLE = 1, TN_SEND = 2 };
+enum { TN_IDLE = 1, TN_SEND = 2, TN_WAKE = 3 };
 typedef struct tnode {
     int64_t deadline; /* timer lock */
     uint32_t idx;     /* position in the heap; timer lock */
@@ -60,9 +60,12 @@ struct server {
     tnode idle;             /* idle-timeout node; timer lock */
     /* Shard lock: */
     uint8_t status, in_runq, in_timer, dead, passivate_pending;
+    int64_t backoff_until;  /* ns: after a crash, no turn runs before this;
+                               its messages wait (fault.c); shard lock */
     uint32_t nwaiting;      /* queued calls whose thread is blocked; shard lock */
     /* Owner only: */
     uint8_t dirty;
+    uint8_t parked;         /* loaded for an operator action while parked */
     _Atomic uint8_t loaded; /* written by the owner, read by anyone */
     uint8_t lifecycle, write_mode; /* effective; owner */
     uint16_t key_len;       /* immutable */
@@ -85,8 +88,11 @@ struct server {
 /* The server's state block, allocated with the struct. */
 void *pgsi_server_state(server *s);
 
-/* Message kinds. */
-enum { M_CALL = 1, M_CAST, M_INFO, M_START, M_STOP, M_DELETE };
+/* Message kinds: the three a behaviour handles, then the runtime's own
+** (lifecycle, then operator actions, which also reach parked servers). */
+enum { M_CALL = 1, M_CAST, M_INFO, M_START, M_STOP, M_DELETE, M_RECONF, M_UNPARK,
+       M_REPAIR, M_ROLLBACK };
+#define M_IS_OPERATOR(k) ((k) >= M_RECONF)
 
 struct msg {
     msg *next;             /* mailbox or outbox link */
@@ -96,6 +102,7 @@ struct msg {
     uint8_t waiting;       /* its caller is blocked waiting; shard lock */
     uint8_t sync;          /* queued by a synchronous caller (w may be set);
                               immutable once queued */
+    uint8_t attempts;      /* times it crashed the server so far (owner) */
     int32_t status;        /* M_INFO reply: the call's status */
     waiter *w;             /* synchronous caller, or NULL; shard lock */
     pgs_ref *reply_to;     /* async call: where the reply goes (owned) */
@@ -146,6 +153,7 @@ struct wreq {
     uint8_t async;       /* no one waits yet: may wait until `due` */
     int64_t due;         /* async: committed by then */
     uint64_t base;       /* the version storage holds before this write */
+    uint32_t keep;       /* PUT: older versions to keep (pgs_write.keep) */
     held *held_head, *held_tail; /* outputs released when it is durable */
     pgs_record rec;      /* PUT: the record; DELETE: rec.ref */
     unsigned char opts[PGSI_OPTS_LEN];
@@ -165,6 +173,7 @@ struct pgs_ctx {
     int lead;              /* this thread waits for the turn's outputs: it
                               commits the turn's write itself if it can */
     int kind;              /* M_* being handled */
+    int crashed;           /* the turn crashed: its state was dropped */
     int has_reply;
     int reply_rc;          /* pgs_reply's failure (e.g. too big): the call's status */
     pgs_buf reply;
@@ -246,6 +255,13 @@ struct pgs_runtime {
     pgs_write *c_writes;        /* the batch being committed (c_busy owner) */
     wreq **c_which;
 
+    /* Monitors (monitor.c); monitor lock. */
+    pthread_mutex_t m_lock;
+    struct monitor **m_buckets; /* by ref hash, chained */
+    size_t m_nbuckets;
+    _Atomic size_t m_count;     /* read without the lock: 0 skips everything */
+    uint64_t m_next_id;
+
     _Atomic int closing;
     inflight_slot inflight[PGSI_SLOTS];  /* API calls in progress (api.c) */
     pthread_mutex_t close_lock; /* serialises pgs_shutdown */
@@ -297,16 +313,28 @@ void pgsi_wake(waiter *w);
 void pgsi_run_popped(pgs_runtime *rt, server *s);
 /* The timer found s's idle entry due. */
 void pgsi_idle_due(pgs_runtime *rt, server *s);
+/* A wake came due: a second look at ref's server, if it has a struct. */
+void pgsi_wake_due(pgs_runtime *rt, const beh *b, const pgs_ref *ref);
 /* Shutdown: passivate and free every server (single-threaded by then).
 ** PGS_ESTORAGE if some dirty state could not be written. */
 int pgsi_passivate_all(pgs_runtime *rt);
+/* Shutdown: servers waiting out a crash backoff are scheduled now. */
+void pgsi_kick_waiting(pgs_runtime *rt);
 /* Revives a permanent server (start-like activation without args). */
 int pgsi_revive(pgs_runtime *rt, const beh *b, const pgs_ref *ref);
 msg *pgsi_msg_new(int kind, const void *data, size_t len);
 void pgsi_msg_free(msg *m);
 
+/* Discards the in-memory state, terminate first (owner). */
+void pgsi_unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason);
+
 /* ---- persist.c (owner only, no lock held) */
-int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref);
+/* PGS_EPARKED (and nothing loaded) if the record says parked, unless
+** allow_parked (operator actions): then s->parked tells. */
+int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref, int allow_parked);
+/* Decodes a stored state into s's block (owner).  PGS_ESCHEMA if it is
+** newer than the behaviour, PGS_ECORRUPT if decode refuses it. */
+int pgsi_decode_state(server *s, const void *data, size_t len, uint32_t schema);
 int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
                     size_t args_len, const pgs_server_opts *opts);
 /* Queues the state's next version (async: the outputs need not wait). */
@@ -343,11 +371,39 @@ void pgsi_writes_done(pgs_runtime *rt, server *s);
 void pgsi_apply_opts(server *s, const pgs_server_opts *o);
 void pgsi_ref_of(const server *s, pgs_ref *ref);
 
+/* ---- fault.c (owner only, no lock held, unless said) */
+/* A crashed turn (ctx->crashed) of message m, on its attempt-th try:
+** counts it in storage, sets m aside if it is poison, applies the fault
+** policy to a crash loop and starts the backoff.  Returns 1 if m should
+** run again (on the state reloaded from storage). */
+int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int status);
+/* Runs an operator message (M_RECONF ... M_ROLLBACK) on the loaded server. */
+int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m);
+/* Older versions s keeps in storage (0: none). */
+uint32_t pgsi_keep(const server *s);
+/* Deletes ref's crash record (after pgs_delete). */
+void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);
+/* The public reads and takes, after api.c checked their arguments. */
+int pgsi_server_info(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);
+int pgsi_poison_list(pgs_runtime *rt, const pgs_ref *ref,
+                     int (*fn)(void *arg, const pgs_poison *p), void *arg);
+/* Removes set-aside message id from storage; *rec holds its bytes, which
+** *p points into (free(*rec) after). */
+int pgsi_poison_take(pgs_runtime *rt, uint64_t id, pgs_record **rec, pgs_poison *p);
+
+/* ---- monitor.c */
+void pgsi_monitor_init(pgs_runtime *rt);
+void pgsi_monitor_free(pgs_runtime *rt);
+/* Tells ref's monitors of event (no lock held); DELETE removes them. */
+void pgsi_monitor_event(pgs_runtime *rt, const pgs_ref *ref, uint64_t hash, int event);
+
 /* ---- timer.c */
 int pgsi_timer_start(pgs_runtime *rt);
 void pgsi_timer_stop(pgs_runtime *rt);
 void pgsi_timer_free(pgs_runtime *rt);
-void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held */
+void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held, !in_timer */
+/* At `deadline` (ns, monotonic), pgsi_wake_due(b, ref). */
+int pgsi_timer_wake(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int64_t deadline);
 int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t delay_ms,
                    const void *data, size_t len, uint64_t *id);
 

@@ -19,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Sentinel from activate(): the server is loaded, go on to the handler. */
 #define CONTINUE 1
@@ -112,45 +113,81 @@ static void unwait(server *s, msg *m)
     }
 }
 
+static int backing_off(pgs_runtime *rt, server *s);
+
 /* The struct may leave the registry: idle, nothing in memory, nothing
 ** queued, no write in flight (shard lock held).  Returns 1 if nothing else
 ** links it either: the caller frees it after unlocking. */
 int pgsi_release_idle(pgs_runtime *rt, shard *sh, server *s)
 {
     if (s->dead || s->status != S_IDLE || s->mb_head ||
-        atomic_load_explicit(&s->loaded, memory_order_relaxed) || !pgsi_writes_idle(rt, s))
-        return 0;
+        atomic_load_explicit(&s->loaded, memory_order_relaxed) || backing_off(rt, s) ||
+        !pgsi_writes_idle(rt, s))
+        return 0; /* (a backoff lives in the struct: it stays until the timer) */
     pgsi_reg_remove(sh, s);
     s->dead = 1;
     return !s->in_runq && !s->in_timer;
 }
 
+/* A server with queued messages and no owner gets one: a blocked caller
+** (no worker needed), else a worker through the run queue. */
+static void wake_owner(pgs_runtime *rt, server *s)
+{
+    waiter *w = take_waiting(s);
+    if (w) {
+        s->status = S_RUNNING;
+        s->owner = w->token;
+        w->handoff = s;
+        atomic_fetch_add_explicit(&w->wake, 1, memory_order_relaxed);
+        pgsi_wake(w); /* rare: under the lock, as it must not wait for the unlock */
+        return;
+    }
+    s->status = S_SCHEDULED;
+    s->owner = NULL;
+    if (!s->in_runq)
+        pgsi_runq_push(rt, s);
+}
+
+/* 1 if s is backing off after a crash: its next turn must wait (shard
+** lock held).  Not while the runtime closes: queued work is handled. */
+static int backing_off(pgs_runtime *rt, server *s)
+{
+    if (!s->backoff_until)
+        return 0;
+    if (s->backoff_until > pgsi_now_ns() && !atomic_load_explicit(&rt->closing, memory_order_relaxed))
+        return 1;
+    s->backoff_until = 0;
+    return 0;
+}
+
+/* A worker gives up a server that backs off: its messages wait for the
+** backoff's wake (pgsi_wake_due), which finds an owner then. */
+static void release_backoff(server *s)
+{
+    s->status = S_IDLE;
+    s->owner = NULL;
+}
+
 static int release_locked(pgs_runtime *rt, shard *sh, server *s)
 {
-    waiter *w;
     if (!s->mb_head) {
         s->status = S_IDLE;
         s->owner = NULL;
-        if (!atomic_load_explicit(&s->loaded, memory_order_relaxed))
+        if (!atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
+            if (backing_off(rt, s)) /* the struct keeps the backoff: its wake frees it */
+                return 0;
             return pgsi_release_idle(rt, sh, s); /* else its last write takes it out */
+        }
         s->last_active = pgsi_now_ns();
         if (!s->in_timer && s->idle_ms != PGS_IDLE_NEVER &&
             !atomic_load_explicit(&rt->closing, memory_order_relaxed))
             pgsi_idle_arm(rt, s, s->last_active + (int64_t)s->idle_ms * 1000000);
         return 0;
     }
-    if ((w = take_waiting(s))) {
-        /* A blocked caller gets the work it waits for: no worker needed. */
-        s->owner = w->token;
-        w->handoff = s;
-        atomic_fetch_add_explicit(&w->wake, 1, memory_order_relaxed);
-        pgsi_wake(w); /* rare: under the lock, as it must not wait for the unlock */
-        return 0;
-    }
-    s->status = S_SCHEDULED;
-    s->owner = NULL;
-    if (!s->in_runq)
-        pgsi_runq_push(rt, s);
+    if (backing_off(rt, s))
+        release_backoff(s);
+    else
+        wake_owner(rt, s);
     return 0;
 }
 
@@ -160,7 +197,7 @@ static int release_locked(pgs_runtime *rt, shard *sh, server *s)
 */
 
 /* Discards the in-memory state (terminate first). */
-static void unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
+void pgsi_unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
 {
     if (!atomic_load_explicit(&s->loaded, memory_order_relaxed))
         return;
@@ -171,15 +208,13 @@ static void unload(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
     s->dirty = 0;
 }
 
-/* A failed turn: drop the state; the lifecycle says what comes back. */
+/* A failed turn: drop the state.  What comes back, and when, is
+** fault.c's to say once the turn is over (pgsi_fault_crashed). */
 static void crash(pgs_runtime *rt, server *s, pgs_ctx *ctx)
 {
-    unload(rt, s, ctx, PGS_REASON_CRASH);
+    pgsi_unload(rt, s, ctx, PGS_REASON_CRASH);
     PGSI_STAT(rt, s, crashes, 1);
-    if (s->lifecycle == PGS_TEMPORARY)
-        pgsi_erase(rt, s, &ctx->self); /* gone: later messages find no record */
-    else if (s->lifecycle == PGS_PERMANENT)
-        pgsi_load(rt, s, &ctx->self); /* eager revival; a failure waits for the next message */
+    ctx->crashed = 1;
 }
 
 /* A normal stop: permanent servers keep their state and are revived. */
@@ -189,12 +224,18 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
     if (s->lifecycle == PGS_PERMANENT && reason == PGS_REASON_STOP) {
         if (s->dirty && (rc = pgsi_write(rt, s, &ctx->self, 0)))
             return rc;
-        unload(rt, s, ctx, reason);
-        pgsi_load(rt, s, &ctx->self);
+        pgsi_unload(rt, s, ctx, reason);
+        pgsi_monitor_event(rt, &ctx->self, s->hash, PGS_EVENT_STOP);
+        pgsi_load(rt, s, &ctx->self, 0);
         return PGS_OK;
     }
-    unload(rt, s, ctx, reason);
-    return pgsi_erase(rt, s, &ctx->self);
+    pgsi_unload(rt, s, ctx, reason);
+    rc = pgsi_erase(rt, s, &ctx->self);
+    pgsi_monitor_event(rt, &ctx->self, s->hash,
+                       reason == PGS_REASON_DELETE ? PGS_EVENT_DELETE : PGS_EVENT_STOP);
+    if (reason == PGS_REASON_DELETE)
+        pgsi_fault_forget(rt, &ctx->self);
+    return rc;
 }
 
 /* Writes the state as the write mode says. */
@@ -215,7 +256,7 @@ static int create(pgs_runtime *rt, server *s, pgs_ctx *ctx, const void *args,
     if (rc)
         return rc;
     if ((rc = pgsi_write(rt, s, &ctx->self, 0)))
-        unload(rt, s, ctx, PGS_REASON_CRASH);
+        pgsi_unload(rt, s, ctx, PGS_REASON_CRASH);
     return rc;
 }
 
@@ -227,19 +268,30 @@ static int create(pgs_runtime *rt, server *s, pgs_ctx *ctx, const void *args,
 static int activate(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
     static const pgs_server_opts no_opts;
-    if (m->kind == M_DELETE)
-        return pgsi_erase_stored(rt, s, &ctx->self);
-    int rc = pgsi_load(rt, s, &ctx->self);
-    if (rc == PGS_OK)
+    if (m->kind == M_DELETE) {
+        int rc = pgsi_erase_stored(rt, s, &ctx->self);
+        if (rc == PGS_OK) {
+            pgsi_monitor_event(rt, &ctx->self, s->hash, PGS_EVENT_DELETE);
+            pgsi_fault_forget(rt, &ctx->self);
+        }
+        return rc;
+    }
+    int rc = pgsi_load(rt, s, &ctx->self, m->kind == M_STOP || M_IS_OPERATOR(m->kind));
+    if (rc == PGS_OK) {
+        pgsi_monitor_event(rt, &ctx->self, s->hash, PGS_EVENT_ACTIVATE);
         return m->kind == M_START ? PGS_OK : CONTINUE;
+    }
     if (rc != PGS_ENOTFOUND)
         return rc;
     if (m->kind == M_START)
-        return create(rt, s, ctx, m->data, m->len, &m->opts);
-    if (m->kind == M_STOP || !(s->beh->b->flags & PGS_VIRTUAL))
+        rc = create(rt, s, ctx, m->data, m->len, &m->opts);
+    else if (m->kind == M_STOP || M_IS_OPERATOR(m->kind) || !(s->beh->b->flags & PGS_VIRTUAL))
         return PGS_ENOTFOUND;
-    rc = create(rt, s, ctx, NULL, 0, &no_opts);
-    return rc ? rc : CONTINUE;
+    else
+        rc = create(rt, s, ctx, NULL, 0, &no_opts);
+    if (rc == PGS_OK)
+        pgsi_monitor_event(rt, &ctx->self, s->hash, PGS_EVENT_ACTIVATE);
+    return rc ? rc : m->kind == M_START ? PGS_OK : CONTINUE;
 }
 
 /* Calls the behaviour's handler for m. */
@@ -269,7 +321,7 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
         if ((rc = persist(rt, s, ctx)) == PGS_ECALLBACK || rc == PGS_ETOOBIG)
             crash(rt, s, ctx); /* encode failed: the behaviour's fault */
         else if (rc)           /* no memory, or an inline engine failed */
-            unload(rt, s, ctx, PGS_REASON_CRASH); /* drop what was not written */
+            pgsi_unload(rt, s, ctx, PGS_REASON_CRASH); /* drop what was not written */
         return rc;
     case PGS_NOPERSIST:
         s->dirty = 1;
@@ -289,13 +341,10 @@ static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
     }
 }
 
-static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
+/* One attempt at m: activation, then the handler or the runtime's own
+** action. */
+static int attempt(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 {
-    if (atomic_load_explicit(&s->write_error, memory_order_relaxed)) {
-        /* A write failed: what is in memory may be ahead of storage. */
-        unload(rt, s, ctx, PGS_REASON_CRASH);
-        pgsi_recover(rt, s);
-    }
     if (!atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
         int rc = activate(rt, s, ctx, m);
         if (rc != CONTINUE)
@@ -308,11 +357,43 @@ static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
         return stop(rt, s, ctx, PGS_REASON_STOP);
     case M_DELETE:
         return stop(rt, s, ctx, PGS_REASON_DELETE);
+    case M_CALL: case M_CAST: case M_INFO:
+        break;
+    default:
+        return pgsi_fault_operator(rt, s, ctx, m);
     }
     int r = invoke(s, ctx, m);
     if (r == -1) /* a call to a behaviour without handle_call */
         return PGS_ENOTSUP;
     return after_handler(rt, s, ctx, r);
+}
+
+static void drop_msgs(msg *m);
+
+/* Forgets what a crashed attempt said and sent. */
+static void forget_outputs(pgs_ctx *ctx)
+{
+    drop_msgs(ctx->out_head);
+    ctx->out_head = ctx->out_tail = NULL;
+    ctx->reply.len = 0;
+    ctx->has_reply = 0;
+    ctx->reply_rc = 0;
+    ctx->crashed = 0;
+}
+
+static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
+{
+    if (atomic_load_explicit(&s->write_error, memory_order_relaxed)) {
+        /* A write failed: what is in memory may be ahead of storage. */
+        pgsi_unload(rt, s, ctx, PGS_REASON_CRASH);
+        pgsi_recover(rt, s);
+    }
+    for (;;) {
+        int rc = attempt(rt, s, ctx, m);
+        if (!ctx->crashed || !pgsi_fault_crashed(rt, s, ctx, m, rc))
+            return rc;
+        forget_outputs(ctx); /* and again, on the state storage has */
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -511,11 +592,25 @@ static void passivate(pgs_runtime *rt, server *s, int reason)
     if (s->dirty && (rc = pgsi_write(rt, s, &ctx.self, 0)) == PGS_OK)
         rc = pgsi_wait_durable(rt, s, &ctx.self);
     if (rc == PGS_OK) {
-        unload(rt, s, &ctx, reason);
+        pgsi_unload(rt, s, &ctx, reason);
         PGSI_STAT(rt, s, passivations, 1);
+        pgsi_monitor_event(rt, &ctx.self, s->hash, PGS_EVENT_PASSIVATE);
     }
     pgsi_set_ctx(outer);
     drop_msgs(ctx.out_head); /* terminate has no outputs to hold */
+}
+
+/* Sleeps until `until` (ns, monotonic), but not past `deadline` (0:
+** none).  Returns 1 if the deadline came first. */
+static int sleep_until(int64_t until, int64_t deadline)
+{
+    int64_t end = deadline && deadline < until ? deadline : until;
+    for (int64_t now; (now = pgsi_now_ns()) < end;) {
+        int64_t d = end - now;
+        struct timespec ts = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000};
+        nanosleep(&ts, NULL);
+    }
+    return end != until;
 }
 
 /* ------------------------------------------------------------------------
@@ -532,9 +627,21 @@ static int run_owned(pgs_runtime *rt, server *s, msg *mine, int64_t deadline, in
         pthread_mutex_lock(&sh->lock);
         msg *m = s->mb_head;
         int done = !m || (!mine && budget-- <= 0);
-        if (!done && mine && m != mine && deadline && pgsi_now_ns() > deadline) {
+        if (!done && mine && deadline && (m != mine || backing_off(rt, s)) &&
+            pgsi_now_ns() > deadline) {
             mine->w = NULL; /* the caller gives up; the message stays queued */
             done = 1;
+        }
+        if (!done && backing_off(rt, s)) {
+            if (!mine) { /* a worker does not wait: the timer brings it back */
+                release_backoff(s);
+                pthread_mutex_unlock(&sh->lock);
+                return handled;
+            }
+            int64_t until = s->backoff_until;
+            pthread_mutex_unlock(&sh->lock); /* a caller waits, on its own thread */
+            sleep_until(until, deadline);
+            continue;
         }
         if (done) {
             if (!m && s->passivate_pending) {
@@ -575,7 +682,7 @@ int pgsi_send(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m)
     int rc = lookup(sh, b, ref, h, &s);
     if (rc == PGS_OK) {
         mb_push(s, m);
-        if (s->status == S_IDLE) {
+        if (s->status == S_IDLE && !backing_off(rt, s)) {
             s->status = S_SCHEDULED;
             if (!s->in_runq)
                 pgsi_runq_push(rt, s);
@@ -635,11 +742,20 @@ static int await_durable(pgs_runtime *rt, shard *sh, waiter *w, int64_t deadline
     return rc;
 }
 
-/* The direct path: the server was idle, this thread runs the message. */
-static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout_ms)
+/* The direct path: the server was idle, this thread runs the message
+** (after the backoff of a crash, if one is on: it owns the server, so
+** nothing else runs it meanwhile). */
+static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout_ms,
+                      int64_t backoff)
 {
     shard *sh = pgsi_shard_of(rt, s->hash);
-    process(rt, s, m, 1);
+    int64_t deadline = pgsi_now_ns() + (int64_t)timeout_ms * 1000000;
+    if (backoff && sleep_until(backoff, deadline)) {
+        w->status = PGS_ETIMEDOUT; /* never ran: give the server back */
+        m = NULL;
+    }
+    if (m)
+        process(rt, s, m, 1);
     pthread_mutex_lock(&sh->lock);
     s->passivate_pending = 0;
     int free_it = release_locked(rt, sh, s);
@@ -647,7 +763,7 @@ static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout
     pthread_mutex_unlock(&sh->lock);
     if (free_it)
         pgsi_server_free(s);
-    if (!done && await_durable(rt, sh, w, pgsi_now_ns() + (int64_t)timeout_ms * 1000000))
+    if (m && !done && await_durable(rt, sh, w, deadline))
         return PGS_ETIMEDOUT;
     return w->status;
 }
@@ -661,7 +777,9 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
     m->w = w;
     m->sync = 1;
     mb_push(s, m);
-    if (s->status == S_SCHEDULED) { /* take it over: no thread hop */
+    /* Take it over: no thread hop.  An idle server with a queue is waiting
+    ** out a backoff: its owner-to-be (this thread) waits it out. */
+    if (s->status == S_SCHEDULED || s->status == S_IDLE) {
         s->status = S_RUNNING;
         s->owner = me;
         own = 1;
@@ -700,14 +818,15 @@ int pgsi_request(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int kind,
         pthread_mutex_unlock(&sh->lock);
         return PGS_EDEADLK;
     }
-    if (s->status == S_IDLE) {
+    if (s->status == S_IDLE && !s->mb_head) {
+        int64_t backoff = backing_off(rt, s) ? s->backoff_until : 0;
         s->status = S_RUNNING;
         s->owner = w.token;
         pthread_mutex_unlock(&sh->lock);
         msg m = {.kind = (uint8_t)kind, .direct = 1, .w = &w, .data = data, .len = len};
         if (opts)
             m.opts = *opts;
-        rc = run_direct(rt, s, &m, &w, timeout_ms);
+        rc = run_direct(rt, s, &m, &w, timeout_ms, backoff);
     } else {
         msg *m = pgsi_msg_new(kind, data, len);
         if (!m) {
@@ -746,30 +865,54 @@ void pgsi_run_popped(pgs_runtime *rt, server *s)
     run_owned(rt, s, NULL, 0, PGSI_BATCH);
 }
 
+/* A second look at an idle server (shard lock held): a backoff that has
+** ended, an idle timeout that has passed.  Returns 1 if the struct left
+** the registry and the caller must free it. */
+static int examine(pgs_runtime *rt, shard *sh, server *s)
+{
+    if (s->status != S_IDLE || backing_off(rt, s))
+        return 0; /* busy; or a later backoff, whose own wake comes */
+    if (s->mb_head) {
+        wake_owner(rt, s);
+        return 0;
+    }
+    if (!atomic_load_explicit(&s->loaded, memory_order_relaxed))
+        return pgsi_release_idle(rt, sh, s);
+    if (atomic_load_explicit(&rt->closing, memory_order_relaxed) || s->idle_ms == PGS_IDLE_NEVER)
+        return 0;
+    int64_t due = s->last_active + (int64_t)s->idle_ms * 1000000;
+    if (due <= pgsi_now_ns()) {
+        s->status = S_SCHEDULED;
+        s->passivate_pending = 1;
+        if (!s->in_runq)
+            pgsi_runq_push(rt, s);
+    } else if (!s->in_timer) {
+        pgsi_idle_arm(rt, s, due);
+    }
+    return 0;
+}
+
 void pgsi_idle_due(pgs_runtime *rt, server *s)
 {
     shard *sh = pgsi_shard_of(rt, s->hash);
     pthread_mutex_lock(&sh->lock);
     s->in_timer = 0;
-    if (s->dead) {
-        int free_it = !s->in_runq;
-        pthread_mutex_unlock(&sh->lock);
-        if (free_it)
-            pgsi_server_free(s);
-        return;
-    }
-    if (s->status == S_IDLE && !atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
-        int64_t due = s->last_active + (int64_t)s->idle_ms * 1000000;
-        if (due <= pgsi_now_ns()) {
-            s->status = S_SCHEDULED;
-            s->passivate_pending = 1;
-            if (!s->in_runq)
-                pgsi_runq_push(rt, s);
-        } else {
-            pgsi_idle_arm(rt, s, due);
-        }
-    }
+    int free_it = s->dead ? !s->in_runq : examine(rt, sh, s);
     pthread_mutex_unlock(&sh->lock);
+    if (free_it)
+        pgsi_server_free(s);
+}
+
+void pgsi_wake_due(pgs_runtime *rt, const beh *b, const pgs_ref *ref)
+{
+    uint64_t h = pgsi_ref_hash(ref);
+    shard *sh = pgsi_shard_of(rt, h);
+    pthread_mutex_lock(&sh->lock);
+    server *s = pgsi_reg_find(sh, b, h, ref->key, ref->key_len);
+    int free_it = s ? examine(rt, sh, s) : 0;
+    pthread_mutex_unlock(&sh->lock);
+    if (free_it)
+        pgsi_server_free(s);
 }
 
 /* Shutdown, single-threaded but for the committer: workers and the timer
@@ -805,13 +948,28 @@ int pgsi_passivate_all(pgs_runtime *rt)
         if (atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
             pgs_ctx ctx = {.rt = rt, .s = s};
             pgsi_ref_of(s, &ctx.self);
-            unload(rt, s, &ctx, PGS_REASON_SHUTDOWN);
+            pgsi_unload(rt, s, &ctx, PGS_REASON_SHUTDOWN);
             PGSI_STAT(rt, s, passivations, 1);
         }
         first = first ? first : lost ? PGS_ESTORAGE : PGS_OK;
         pgsi_server_free(s);
     }
     return first;
+}
+
+/* At shutdown: servers waiting out a backoff get an owner now, so their
+** queued messages are handled before the pool stops. */
+void pgsi_kick_waiting(pgs_runtime *rt)
+{
+    for (size_t i = 0; i < PGSI_SHARDS; i++) {
+        shard *sh = &rt->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets; b++)
+            for (server *s = sh->buckets[b]; s; s = s->hnext)
+                if (s->status == S_IDLE && s->mb_head)
+                    wake_owner(rt, s);
+        pthread_mutex_unlock(&sh->lock);
+    }
 }
 
 int pgsi_revive(pgs_runtime *rt, const beh *b, const pgs_ref *ref)

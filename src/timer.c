@@ -8,6 +8,10 @@
 ** re-arms if the server was used since.  So a busy server costs no heap
 ** work per message, and a passivated one costs none at all.
 **
+** A wake (TN_WAKE) asks for a second look at a server at a given time:
+** the end of a crash backoff, or an idle timeout made shorter.  It names
+** the ref, not the struct, so it never keeps a struct alive.
+**
 ** The timer thread never holds the timer lock while it takes a shard lock
 ** (it pops, unlocks, then handles), so the order shard → timer holds.
 */
@@ -17,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A pgs_send_after timer. */
+/* A pgs_send_after timer, or a wake (no id, no data). */
 typedef struct tentry {
-    tnode node;              /* first: a tnode* of kind TN_SEND is a tentry* */
+    tnode node;              /* first: a tnode* of kind TN_SEND or TN_WAKE is a tentry* */
     uint64_t id;
     struct tentry *mnext;    /* id map chain */
     const beh *b;
@@ -200,10 +204,15 @@ static void *timer_main(void *arg)
         heap_remove(rt, 0);
         tentry *e = n->kind == TN_SEND ? map_take(rt, ((tentry *)n)->id) : NULL;
         pthread_mutex_unlock(&rt->t_lock);
-        if (e)
+        if (e) {
             fire_send(rt, e);
-        else
+        } else if (n->kind == TN_WAKE) {
+            e = (tentry *)n;
+            pgsi_wake_due(rt, e->b, &e->ref);
+            free(e);
+        } else {
             pgsi_idle_due(rt, (server *)((char *)n - offsetof(server, idle)));
+        }
         pthread_mutex_lock(&rt->t_lock);
     }
     pthread_mutex_unlock(&rt->t_lock);
@@ -235,7 +244,7 @@ void pgsi_timer_free(pgs_runtime *rt)
 {
     for (size_t i = 0; i < rt->heap_len; i++) {
         tnode *n = rt->heap[i];
-        if (n->kind == TN_SEND) {
+        if (n->kind != TN_IDLE) {
             free(n);
             continue;
         }
@@ -290,6 +299,24 @@ int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t d
     if (id)
         *id = tid; /* e itself may have fired and been freed already */
     return PGS_OK;
+}
+
+int pgsi_timer_wake(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int64_t deadline)
+{
+    tentry *e = malloc(sizeof *e);
+    if (!e)
+        return PGS_ENOMEM;
+    memset(e, 0, sizeof *e);
+    e->node.kind = TN_WAKE;
+    e->node.deadline = deadline;
+    e->b = b;
+    e->ref = *ref;
+    pthread_mutex_lock(&rt->t_lock);
+    int rc = rt->t_stop ? PGS_ECLOSED : heap_push(rt, &e->node);
+    pthread_mutex_unlock(&rt->t_lock);
+    if (rc)
+        free(e);
+    return rc;
 }
 
 int pgs_cancel_timer(pgs_runtime *rt, uint64_t id)

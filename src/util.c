@@ -107,45 +107,80 @@ int pgs_buf_append(pgs_buf *b, const void *data, size_t len)
 }
 
 /* ------------------------------------------------------------------------
-** Stored options: byte 0 format version, 1 lifecycle, 2 write mode,
-** 3 reserved (0), 4..7 idle_timeout_ms little-endian.  Fixed layout so a
-** record written by one build or host reads back in any other.
+** Stored options, a fixed little-endian layout so that a record written
+** by one build or host reads back in any other.  Format 2 (20 bytes):
+**   0 format (2)   1 lifecycle   2 write mode   3 flags (bit 0: parked)
+**   4..7 idle_timeout_ms   8 fault_policy   9 poison_after
+**   10..11 max_restarts   12..13 history   14..15 reserved (0)
+**   16..19 restart_window_ms
+** Format 1 (8 bytes, before faults) is bytes 0..7 with byte 3 zero.
 */
-#define OPTS_FORMAT 1
+#define OPTS_FORMAT 2
+#define OPTS_V1_LEN 8
 
-void pgsi_opts_encode(const pgs_server_opts *o, unsigned char out[PGSI_OPTS_LEN])
+static void put_le(unsigned char *p, uint32_t v, int n)
 {
-    uint32_t t = o->idle_timeout_ms;
+    for (int i = 0; i < n; i++, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint32_t get_le(const unsigned char *p, int n)
+{
+    uint32_t v = 0;
+    for (int i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PGSI_OPTS_LEN])
+{
+    memset(out, 0, PGSI_OPTS_LEN);
     out[0] = OPTS_FORMAT;
     out[1] = o->lifecycle;
     out[2] = o->write_mode;
-    out[3] = 0;
-    out[4] = (unsigned char)t;
-    out[5] = (unsigned char)(t >> 8);
-    out[6] = (unsigned char)(t >> 16);
-    out[7] = (unsigned char)(t >> 24);
+    out[3] = parked ? 1 : 0;
+    put_le(out + 4, o->idle_timeout_ms, 4);
+    out[8] = o->fault_policy;
+    out[9] = o->poison_after;
+    put_le(out + 10, o->max_restarts, 2);
+    put_le(out + 12, o->history, 2);
+    put_le(out + 16, o->restart_window_ms, 4);
 }
 
-int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o)
+/* 0 if every value of o is one pgs knows. */
+int pgsi_opts_check(const pgs_server_opts *o)
+{
+    return o->lifecycle > PGS_PERMANENT || o->write_mode > PGS_WRITE_ON_PASSIVATE ||
+           o->fault_policy > PGS_POLICY_PARK || o->poison_after > PGSI_POISON_MAX;
+}
+
+int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *parked)
 {
     const unsigned char *p = data;
-    if (!o)
+    if (!o || !parked)
         return PGS_ECORRUPT;
-    if (len == 0) { /* none stored: every option inherits */
-        memset(o, 0, sizeof *o);
+    memset(o, 0, sizeof *o);
+    *parked = 0;
+    if (len == 0) /* none stored: every option inherits */
         return PGS_OK;
-    }
-    if (!p || len != PGSI_OPTS_LEN)
+    if (!p || !((p[0] == 1 && len == OPTS_V1_LEN) || (p[0] == OPTS_FORMAT && len == PGSI_OPTS_LEN)))
         return PGS_ECORRUPT;
-    if (p[0] != OPTS_FORMAT || p[3] != 0)
-        return PGS_ECORRUPT;
-    if (p[1] > PGS_PERMANENT || p[2] > PGS_WRITE_ON_PASSIVATE)
+    if (p[3] > (p[0] == 1 ? 0 : 1))
         return PGS_ECORRUPT;
     o->lifecycle = p[1];
     o->write_mode = p[2];
-    o->idle_timeout_ms = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
-                         (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-    return PGS_OK;
+    o->idle_timeout_ms = get_le(p + 4, 4);
+    *parked = p[3];
+    if (p[0] == OPTS_FORMAT) {
+        if (p[14] || p[15])
+            return PGS_ECORRUPT;
+        o->fault_policy = p[8];
+        o->poison_after = p[9];
+        o->max_restarts = (uint16_t)get_le(p + 10, 2);
+        o->history = (uint16_t)get_le(p + 12, 2);
+        o->restart_window_ms = get_le(p + 16, 4);
+    }
+    return pgsi_opts_check(o) ? PGS_ECORRUPT : PGS_OK;
 }
 
 /* XXH3 (libxxhash) of the name with its NUL, then of the key seeded with

@@ -515,37 +515,53 @@ static void name_valid(void)
 static void opts_layout(void)
 {
     pgs_server_opts o = {.idle_timeout_ms = 0x01020304, .lifecycle = PGS_PERMANENT,
-                         .write_mode = PGS_WRITE_ASYNC};
+                         .write_mode = PGS_WRITE_ASYNC, .fault_policy = PGS_POLICY_PARK,
+                         .poison_after = 3, .max_restarts = 0x0506, .history = 0x0708,
+                         .restart_window_ms = 0x090a0b0c};
     unsigned char b[PGSI_OPTS_LEN];
-    pgsi_opts_encode(&o, b);
-    const unsigned char want[PGSI_OPTS_LEN] = {1, 3, 2, 0, 4, 3, 2, 1};
+    pgsi_opts_encode(&o, 1, b);
+    const unsigned char want[PGSI_OPTS_LEN] = {2, 3, 2, 1, 4, 3, 2, 1, 4, 3,
+                                               6, 5, 8, 7, 0, 0, 0xc, 0xb, 0xa, 9};
     CHECK(memcmp(b, want, sizeof b) == 0);
     pgs_server_opts d;
+    int parked = 0;
     memset(&d, 0xee, sizeof d);
-    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d), PGS_OK);
-    CHECK(d.idle_timeout_ms == o.idle_timeout_ms && d.lifecycle == o.lifecycle &&
-          d.write_mode == o.write_mode);
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_OK);
+    CHECK(memcmp(&d, &o, sizeof d) == 0 && parked == 1);
 
     o = (pgs_server_opts){.idle_timeout_ms = PGS_IDLE_NEVER};
-    pgsi_opts_encode(&o, b);
-    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d), PGS_OK);
-    CHECK(d.idle_timeout_ms == PGS_IDLE_NEVER && d.lifecycle == 0 && d.write_mode == 0);
+    pgsi_opts_encode(&o, 0, b);
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_OK);
+    CHECK(d.idle_timeout_ms == PGS_IDLE_NEVER && d.lifecycle == 0 && d.write_mode == 0 &&
+          parked == 0);
 
-    CHECK_EQ(pgsi_opts_decode(b, sizeof b - 1, &d), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b - 1, &d, &parked), PGS_ECORRUPT);
     d.lifecycle = 9; /* no options stored (a record written by a tool): all inherit */
-    CHECK_EQ(pgsi_opts_decode(NULL, 0, &d), PGS_OK);
-    CHECK(d.idle_timeout_ms == 0 && d.lifecycle == 0 && d.write_mode == 0);
-    unsigned char x[PGSI_OPTS_LEN + 1] = {1, 1, 1, 0, 0, 0, 0, 0, 0};
-    CHECK_EQ(pgsi_opts_decode(x, sizeof x, &d), PGS_ECORRUPT);
-    CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_OK);
-    x[0] = 2; /* unknown format */
-    CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(NULL, 0, &d, &parked), PGS_OK);
+    CHECK(d.idle_timeout_ms == 0 && d.lifecycle == 0 && d.write_mode == 0 && !parked);
+    /* Format 1, before faults: 8 bytes, byte 3 reserved. */
+    unsigned char x[9] = {1, 1, 1, 0, 0x10, 0, 0, 0, 0};
+    CHECK_EQ(pgsi_opts_decode(x, 9, &d, &parked), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(x, 8, &d, &parked), PGS_OK);
+    CHECK(d.idle_timeout_ms == 16 && d.lifecycle == 1 && d.fault_policy == 0 && !parked);
+    x[0] = 3; /* unknown format */
+    CHECK_EQ(pgsi_opts_decode(x, 8, &d, &parked), PGS_ECORRUPT);
     x[0] = 1, x[1] = PGS_PERMANENT + 1;
-    CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(x, 8, &d, &parked), PGS_ECORRUPT);
     x[1] = 1, x[2] = PGS_WRITE_ON_PASSIVATE + 1;
-    CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(x, 8, &d, &parked), PGS_ECORRUPT);
     x[2] = 1, x[3] = 1; /* reserved byte set */
-    CHECK_EQ(pgsi_opts_decode(x, PGSI_OPTS_LEN, &d), PGS_ECORRUPT);
+    CHECK_EQ(pgsi_opts_decode(x, 8, &d, &parked), PGS_ECORRUPT);
+    /* Format 2: unknown values and reserved bytes are refused. */
+    pgsi_opts_encode(&o, 0, b);
+    b[8] = PGS_POLICY_PARK + 1;
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
+    b[8] = 0, b[9] = PGSI_POISON_MAX + 1;
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
+    b[9] = 0, b[14] = 1;
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
+    b[14] = 0, b[3] = 2;
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
 }
 
 static void buf_growth(void)
