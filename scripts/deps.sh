@@ -7,7 +7,9 @@
 #   scripts/deps.sh test     that, plus the test tools (clang sanitizers, spin)
 set -euo pipefail
 
-PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev)
+# zlib1g-dev: sqlite3.pc asks for -lz, so `pkg-config --static pgs` does too.
+PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev
+          zlib1g-dev)
 if [ "${1:-build}" = test ]; then
   PACKAGES+=(clang libclang-rt-14-dev spin postgresql) # tests start their own cluster
 fi
