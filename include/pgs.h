@@ -33,6 +33,14 @@ extern "C" {
 
 #define PGS_VERSION_STRING "0.1.0"
 
+/* Marks the public functions: the shared library is built with hidden
+** visibility and exports these alone (pgsi_* internals stay inside). */
+#if defined(__GNUC__) /* and clang */
+#define PGS_API __attribute__((visibility("default")))
+#else
+#define PGS_API
+#endif
+
 /* ------------------------------------------------------------------------
 ** Error codes.  One X-macro list gives the codes, pgs_strerror() and
 ** pgs_errname().  Codes are negative and stable; new ones are appended.
@@ -71,9 +79,9 @@ enum pgs_status {
 
 /* A static English description of `code` (never NULL; unknown codes get
 ** "unknown error").  Thread-safe. */
-const char *pgs_strerror(int code);
+PGS_API const char *pgs_strerror(int code);
 /* The code's symbolic name, e.g. "PGS_ENOTFOUND" (never NULL). */
-const char *pgs_errname(int code);
+PGS_API const char *pgs_errname(int code);
 
 /* ------------------------------------------------------------------------
 ** Refs: a server's identity, a plain value.
@@ -101,22 +109,22 @@ typedef struct pgs_ref {
 ** (NULL ref or name, key NULL with key_len > 0), PGS_EREF (name empty, too
 ** long or with a byte outside [A-Za-z0-9._-]; key longer than PGS_KEY_MAX).
 ** Bytes of ref past key_len are zeroed, so refs compare with memcmp. */
-int pgs_ref_make(pgs_ref *ref, const char *name, const void *key, size_t key_len);
+PGS_API int pgs_ref_make(pgs_ref *ref, const char *name, const void *key, size_t key_len);
 
 /* Parses the text form, e.g. "counter/42" or "cart/user%2F7".
 ** `len` is the text's length; pass (size_t)-1 for a NUL-terminated string.
 ** Errors: PGS_EINVAL (NULL), PGS_EREF (no '/', bad name, bad or lower-case
 ** %-escape, a byte that should have been escaped, key too long). */
-int pgs_ref_parse(pgs_ref *ref, const char *text, size_t len);
+PGS_API int pgs_ref_parse(pgs_ref *ref, const char *text, size_t len);
 
 /* Writes the NUL-terminated text form into buf[0..size).  *out_len (may be
 ** NULL) receives its length without the NUL.  Errors: PGS_EINVAL, PGS_EREF
 ** (ref not well formed), PGS_ETOOBIG (buf too small; nothing useful is
 ** written).  PGS_REF_TEXT_MAX bytes always suffice. */
-int pgs_ref_format(const pgs_ref *ref, char *buf, size_t size, size_t *out_len);
+PGS_API int pgs_ref_format(const pgs_ref *ref, char *buf, size_t size, size_t *out_len);
 
 /* 1 if the refs name the same server, else 0. */
-int pgs_ref_equal(const pgs_ref *a, const pgs_ref *b);
+PGS_API int pgs_ref_equal(const pgs_ref *a, const pgs_ref *b);
 
 /* ------------------------------------------------------------------------
 ** Byte strings returned to the caller.
@@ -127,7 +135,7 @@ typedef struct pgs_bytes {
 } pgs_bytes;
 
 /* Frees b->data and zeroes *b.  NULL and already-freed values are fine. */
-void pgs_bytes_free(pgs_bytes *b);
+PGS_API void pgs_bytes_free(pgs_bytes *b);
 
 /* ------------------------------------------------------------------------
 ** Lifecycles, write modes and per-server options.
@@ -309,20 +317,20 @@ typedef struct pgs_behaviour {
 } pgs_behaviour;
 
 /* Appends len bytes; returns PGS_OK, PGS_ENOMEM or PGS_ETOOBIG. */
-int pgs_buf_append(pgs_buf *buf, const void *data, size_t len);
+PGS_API int pgs_buf_append(pgs_buf *buf, const void *data, size_t len);
 
 /* Inside handle_call: sets the reply, copied.  A second call replaces the
 ** first.  Errors: PGS_EINVAL (not in handle_call), PGS_ETOOBIG, PGS_ENOMEM. */
-int pgs_reply(pgs_ctx *ctx, const void *data, size_t len);
+PGS_API int pgs_reply(pgs_ctx *ctx, const void *data, size_t len);
 
 /* The server being run.  The pointer is valid during the callback. */
-const pgs_ref *pgs_self(const pgs_ctx *ctx);
+PGS_API const pgs_ref *pgs_self(const pgs_ctx *ctx);
 
 /* The runtime running the callback. */
-struct pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx);
+PGS_API struct pgs_runtime *pgs_ctx_runtime(const pgs_ctx *ctx);
 
 /* The `user` pointer given in pgs_options at pgs_open (NULL if none). */
-void *pgs_user(const pgs_ctx *ctx);
+PGS_API void *pgs_user(const pgs_ctx *ctx);
 
 /* ------------------------------------------------------------------------
 ** Storage: records and the adapter vtable.
@@ -346,27 +354,27 @@ typedef struct pgs_record {
 ** key_len (2 bytes), the key, version (8), schema_version (4), args_len,
 ** options_len and state_len (8 each); then args, options and state, each
 ** hashed with the running value as its seed. */
-uint64_t pgs_record_checksum(const pgs_record *rec);
+PGS_API uint64_t pgs_record_checksum(const pgs_record *rec);
 
 /* Makes one malloc'd block holding a deep copy of *src (all byte fields
 ** point inside it).  The caller owns *out and frees it with free(). 
 ** Adapters use it to return records from get.  Errors: PGS_EINVAL (NULL),
 ** PGS_ENOMEM. */
-int pgs_record_copy(const pgs_record *src, pgs_record **out);
+PGS_API int pgs_record_copy(const pgs_record *src, pgs_record **out);
 
 /* The record as one portable byte string (a value per key for engines
 ** like LMDB; export and import): out->data is malloc'd, owned by the
 ** caller (pgs_bytes_free).  The checksum is carried as it is, not
 ** recomputed.  Errors: PGS_EINVAL (NULL, or a byte field NULL with a
 ** length), PGS_EREF (bad ref), PGS_ENOMEM, PGS_ETOOBIG. */
-int pgs_record_encode(const pgs_record *rec, pgs_bytes *out);
+PGS_API int pgs_record_encode(const pgs_record *rec, pgs_bytes *out);
 
 /* Decodes what pgs_record_encode wrote into a record from
 ** pgs_record_copy() (owned by the caller: free()).  Every length is
 ** checked against the bytes given and the checksum against the fields:
 ** PGS_ECORRUPT if anything is off, never a wrong record.  Errors:
 ** PGS_EINVAL, PGS_ECORRUPT, PGS_ENOMEM. */
-int pgs_record_decode(const void *data, size_t len, pgs_record **out);
+PGS_API int pgs_record_decode(const void *data, size_t len, pgs_record **out);
 
 enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
 
@@ -445,26 +453,26 @@ typedef struct pgs_storage pgs_storage;
 ** pgs_storage_close().  Errors: PGS_EINVAL, PGS_EURL, PGS_EVERSION (ops),
 ** PGS_ENOMEM, and the adapter's own (PGS_EBUSY: in use by another
 ** process). */
-int pgs_storage_open(pgs_storage **out, const char *url, const pgs_storage_ops *ops);
-void pgs_storage_close(pgs_storage *st);
+PGS_API int pgs_storage_open(pgs_storage **out, const char *url, const pgs_storage_ops *ops);
+PGS_API void pgs_storage_close(pgs_storage *st);
 
 /* Direct record access, for tools and tests; any thread.  put and del are
 ** one-write batches: del returns PGS_ENOTFOUND if there was nothing to
 ** delete.  put fills rec->checksum itself.  get verifies the checksum and
 ** that the record is the one asked for: PGS_ECORRUPT if not; scan stops at
 ** the first such record with PGS_ECORRUPT. */
-int pgs_storage_get(pgs_storage *st, const pgs_ref *ref, pgs_record **out);
-int pgs_storage_put(pgs_storage *st, pgs_record *rec, uint64_t expected_version);
-int pgs_storage_del(pgs_storage *st, const pgs_ref *ref);
-int pgs_storage_batch(pgs_storage *st, pgs_write *writes, size_t n);
-int pgs_storage_scan(pgs_storage *st, const char *name,
-                     int (*fn)(void *arg, const pgs_record *rec), void *arg);
+PGS_API int pgs_storage_get(pgs_storage *st, const pgs_ref *ref, pgs_record **out);
+PGS_API int pgs_storage_put(pgs_storage *st, pgs_record *rec, uint64_t expected_version);
+PGS_API int pgs_storage_del(pgs_storage *st, const pgs_ref *ref);
+PGS_API int pgs_storage_batch(pgs_storage *st, pgs_write *writes, size_t n);
+PGS_API int pgs_storage_scan(pgs_storage *st, const char *name,
+                             int (*fn)(void *arg, const pgs_record *rec), void *arg);
 /* The kept older versions of ref, newest first (see pgs_write.keep),
 ** each verified as get verifies.  Returns PGS_OK, fn's first non-zero
 ** value, PGS_ECORRUPT, PGS_ENOTSUP (the adapter keeps no history), or the
 ** adapter's error.  An absent ref has no history: PGS_OK, fn not called. */
-int pgs_storage_history(pgs_storage *st, const pgs_ref *ref,
-                        int (*fn)(void *arg, const pgs_record *rec), void *arg);
+PGS_API int pgs_storage_history(pgs_storage *st, const pgs_ref *ref,
+                                int (*fn)(void *arg, const pgs_record *rec), void *arg);
 
 /* ------------------------------------------------------------------------
 ** The runtime.
@@ -491,7 +499,7 @@ typedef struct pgs_options {
 } pgs_options;
 
 /* Fills *opts with the defaults. */
-void pgs_options_init(pgs_options *opts);
+PGS_API void pgs_options_init(pgs_options *opts);
 
 /* The store pgs_open uses when given neither a URL nor opts->storage: the
 ** SQLite file pgs.db in the working directory. */
@@ -506,13 +514,13 @@ void pgs_options_init(pgs_options *opts);
 ** pgs_close(); on failure it is set to NULL.  Errors: PGS_EINVAL,
 ** PGS_EVERSION, PGS_EURL, PGS_ENOMEM, PGS_ESTORAGE, PGS_EBUSY (the store
 ** is open in another process).  Any thread. */
-int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts);
+PGS_API int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts);
 
 /* Registers a behaviour.  `b` is borrowed and must stay valid and unchanged
 ** until the runtime is closed.  Registering revives the behaviour's
 ** permanent servers found in storage.  Errors: PGS_EINVAL (NULL, missing
 ** init), PGS_EVERSION, PGS_EREF (bad name), PGS_EEXIST, PGS_ECLOSED. */
-int pgs_register(pgs_runtime *rt, const pgs_behaviour *b);
+PGS_API int pgs_register(pgs_runtime *rt, const pgs_behaviour *b);
 
 /* Stops accepting work: every later call on rt fails with PGS_ECLOSED;
 ** queued messages are handled, then every active server passivates
@@ -520,12 +528,12 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b);
 ** state.  The handle stays valid until pgs_close().  Idempotent.  Call it
 ** from outside any callback.  Returns PGS_OK, or PGS_ESTORAGE if some
 ** server's unwritten changes (PGS_NOPERSIST turns) could not be stored. */
-int pgs_shutdown(pgs_runtime *rt);
+PGS_API int pgs_shutdown(pgs_runtime *rt);
 
 /* pgs_shutdown(), then frees everything rt owns (not a borrowed storage).
 ** rt must not be used afterwards, and no other thread may be inside a pgs
 ** call on rt.  NULL is fine. */
-void pgs_close(pgs_runtime *rt);
+PGS_API void pgs_close(pgs_runtime *rt);
 
 /* Starts the server (behaviour `name`, key) unless it exists: init runs with
 ** the start arguments, and the state, arguments and options are stored
@@ -534,9 +542,9 @@ void pgs_close(pgs_runtime *rt);
 ** ref_out (may be NULL) receives the ref.  opts may be NULL.  Errors:
 ** PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ECRASH (init
 ** refused), PGS_ECALLBACK, PGS_ESTORAGE, PGS_ECLOSED.  Any thread. */
-int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len,
-              const void *args, size_t args_len, const pgs_server_opts *opts,
-              pgs_ref *ref_out);
+PGS_API int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len,
+                      const void *args, size_t args_len, const pgs_server_opts *opts,
+                      pgs_ref *ref_out);
 
 /* Calls the server and waits up to timeout_ms (negative: the runtime's
 ** default) for its reply.  On PGS_OK, *reply (may be NULL to discard)
@@ -547,34 +555,34 @@ int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len
 ** PGS_ECALLBACK, PGS_ETIMEDOUT (the message may still be handled later),
 ** PGS_EDEADLK, PGS_ELOOP, PGS_ECORRUPT, PGS_ESTORAGE, PGS_ECLOSED.
 ** Any thread, including callbacks (calling another server). */
-int pgs_call(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
-             pgs_bytes *reply, int timeout_ms);
+PGS_API int pgs_call(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
+                     pgs_bytes *reply, int timeout_ms);
 
 /* Queues a cast and returns.  Errors found before queueing are returned
 ** (PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ETOOBIG, PGS_ECLOSED,
 ** PGS_ENOMEM); a cast to a server that turns out not to exist is dropped.
 ** Inside a callback the cast leaves after the turn's write.  Any thread. */
-int pgs_cast(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
+PGS_API int pgs_cast(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
 
 /* Queues an info message (kind PGS_INFO_MESSAGE), like pgs_cast. */
-int pgs_send_info(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
+PGS_API int pgs_send_info(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len);
 
 /* Calls `ref` without waiting: the reply arrives at `reply_to` (NULL inside a
 ** callback: the calling server) as an info message of kind PGS_INFO_REPLY
 ** carrying `tag` and the call's status.  Use it for server-to-server calls
 ** that must not hold a worker.  Errors as pgs_cast. */
-int pgs_call_async(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
-                   const pgs_ref *reply_to, uint64_t tag);
+PGS_API int pgs_call_async(pgs_runtime *rt, const pgs_ref *ref, const void *msg, size_t len,
+                           const pgs_ref *reply_to, uint64_t tag);
 
 /* Volatile timer: after delay_ms, sends `ref` an info of kind PGS_INFO_TIMER
 ** whose tag is the timer id (also stored in *id, may be NULL).  Timers are
 ** not stored: they die with the process.  A passivated server is woken by
 ** its timer like by any message.  Errors as pgs_cast. */
-int pgs_send_after(pgs_runtime *rt, const pgs_ref *ref, uint32_t delay_ms,
-                   const void *msg, size_t len, uint64_t *id);
+PGS_API int pgs_send_after(pgs_runtime *rt, const pgs_ref *ref, uint32_t delay_ms,
+                           const void *msg, size_t len, uint64_t *id);
 
 /* Cancels a timer.  PGS_ENOTFOUND if it already fired or never existed. */
-int pgs_cancel_timer(pgs_runtime *rt, uint64_t id);
+PGS_API int pgs_cancel_timer(pgs_runtime *rt, uint64_t id);
 
 /* Stops the server normally, after the messages queued before: terminate
 ** runs with PGS_REASON_STOP and the state is deleted (temporary and
@@ -583,12 +591,12 @@ int pgs_cancel_timer(pgs_runtime *rt, uint64_t id);
 ** a fresh init for a virtual behaviour.  Errors: PGS_ENOTFOUND and those
 ** of pgs_call.  Any thread, not the server's own callbacks (they return
 ** PGS_STOP). */
-int pgs_stop(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+PGS_API int pgs_stop(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
 
 /* Deletes the server whatever its lifecycle: terminate runs with
 ** PGS_REASON_DELETE if it was active, and its record is removed.
 ** PGS_ENOTFOUND if there was nothing to delete. */
-int pgs_delete(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+PGS_API int pgs_delete(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
 
 /* Introspection (a snapshot; counters are totals since open). */
 typedef struct pgs_stats {
@@ -602,14 +610,14 @@ typedef struct pgs_stats {
                                mean group-commit batch) */
 } pgs_stats;
 
-int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);
+PGS_API int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);
 
 /* 1 if the server is active (in memory) now, 0 if not; negative on error. */
-int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref);
+PGS_API int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref);
 
 /* The runtime's store (borrowed: valid until pgs_close), for reading
 ** records and history with the pgs_storage_* calls. */
-pgs_storage *pgs_runtime_storage(pgs_runtime *rt);
+PGS_API pgs_storage *pgs_runtime_storage(pgs_runtime *rt);
 
 /* ------------------------------------------------------------------------
 ** Faults: crash loops, poison messages, parking and repair, monitors.
@@ -647,10 +655,10 @@ typedef void (*pgs_monitor_fn)(void *arg, const pgs_ref *ref, int event);
 ** receives the monitor's id.  Monitors live in the runtime, not in
 ** storage.  Errors: PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ENOMEM,
 ** PGS_ECLOSED.  Any thread. */
-int pgs_monitor(pgs_runtime *rt, const pgs_ref *ref, pgs_monitor_fn fn, void *arg,
-                const pgs_ref *notify, uint64_t *id);
+PGS_API int pgs_monitor(pgs_runtime *rt, const pgs_ref *ref, pgs_monitor_fn fn, void *arg,
+                        const pgs_ref *notify, uint64_t *id);
 /* Removes a monitor.  PGS_ENOTFOUND if there is none with that id. */
-int pgs_demonitor(pgs_runtime *rt, uint64_t id);
+PGS_API int pgs_demonitor(pgs_runtime *rt, uint64_t id);
 
 /* What storage says of one server. */
 typedef struct pgs_server_info {
@@ -668,7 +676,7 @@ typedef struct pgs_server_info {
 
 /* Reads what storage holds for ref.  Errors: PGS_ENOTFOUND (no record),
 ** PGS_EINVAL, PGS_EREF, PGS_ENOBEHAVIOUR, PGS_ECORRUPT, PGS_ESTORAGE. */
-int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);
+PGS_API int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);
 
 /* Operator actions.  Each runs as a turn of the server, in order with its
 ** messages, and is durable when it returns.  They work on parked servers.
@@ -682,12 +690,12 @@ int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *ou
 **     older one) the state again, as a new version, and unparks.
 **     PGS_ENOTFOUND if that version is not kept.
 ** Errors: those of pgs_call. */
-int pgs_reconfigure(pgs_runtime *rt, const pgs_ref *ref, const pgs_server_opts *opts,
-                    int timeout_ms);
-int pgs_unpark(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
-int pgs_repair(pgs_runtime *rt, const pgs_ref *ref, const void *state, size_t len,
-               int timeout_ms);
-int pgs_rollback(pgs_runtime *rt, const pgs_ref *ref, uint64_t version, int timeout_ms);
+PGS_API int pgs_reconfigure(pgs_runtime *rt, const pgs_ref *ref, const pgs_server_opts *opts,
+                            int timeout_ms);
+PGS_API int pgs_unpark(pgs_runtime *rt, const pgs_ref *ref, int timeout_ms);
+PGS_API int pgs_repair(pgs_runtime *rt, const pgs_ref *ref, const void *state, size_t len,
+                       int timeout_ms);
+PGS_API int pgs_rollback(pgs_runtime *rt, const pgs_ref *ref, uint64_t version, int timeout_ms);
 
 /* A message set aside after crashing its server poison_after times. */
 typedef struct pgs_poison {
@@ -706,15 +714,15 @@ typedef struct pgs_poison {
 
 /* Calls fn for each set-aside message of ref (all servers if NULL), in no
 ** set order, until fn returns non-zero (returned).  Any thread. */
-int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
-                    int (*fn)(void *arg, const pgs_poison *p), void *arg);
+PGS_API int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
+                            int (*fn)(void *arg, const pgs_poison *p), void *arg);
 /* Sends a set-aside message again, as what it was (a call waits and puts
 ** its reply in *reply, may be NULL), after removing it from the list: if
 ** it crashes again it is set aside again, under a new id.  Errors:
 ** PGS_ENOTFOUND, and those of pgs_call or pgs_cast. */
-int pgs_poison_retry(pgs_runtime *rt, uint64_t id, pgs_bytes *reply, int timeout_ms);
+PGS_API int pgs_poison_retry(pgs_runtime *rt, uint64_t id, pgs_bytes *reply, int timeout_ms);
 /* Removes a set-aside message.  PGS_ENOTFOUND if there is none. */
-int pgs_poison_drop(pgs_runtime *rt, uint64_t id);
+PGS_API int pgs_poison_drop(pgs_runtime *rt, uint64_t id);
 
 #ifdef __cplusplus
 }

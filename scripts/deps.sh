@@ -5,11 +5,18 @@
 #
 #   scripts/deps.sh          what building the library and examples needs
 #   scripts/deps.sh test     that, plus the test tools (clang sanitizers, spin)
+#   scripts/deps.sh bench    that, plus what benchmarks compare against
+#                            (Erlang/OTP's erl and erlc, for bench/peer)
 set -euo pipefail
 
-PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev)
+# zlib1g-dev: sqlite3.pc asks for -lz, so `pkg-config --static pgs` does too.
+PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev
+          zlib1g-dev)
 if [ "${1:-build}" = test ]; then
   PACKAGES+=(clang libclang-rt-14-dev spin postgresql) # tests start their own cluster
+fi
+if [ "${1:-build}" = bench ]; then
+  PACKAGES+=(erlang-base) # erl and erlc, OTP 25 on Debian 12
 fi
 
 missing=()
