@@ -176,9 +176,10 @@ enum pgs_write_mode {
 /* What a crash loop (more than max_restarts crashes within
 ** restart_window_ms, counted in storage, so across process restarts too)
 ** does to the server.  Whatever the policy, restarts after a crash back
-** off: the next message waits 10 ms after the first crash of a window,
-** then twice as long after each further one, with jitter, up to
-** pgs_options.backoff_max_ms.  A policy that acts resets the count. */
+** off: the server's next turn waits 10 ms after a crash, twice as long
+** after each further crash in a row (no good turn between), with jitter
+** of 25%, up to pgs_options.backoff_max_ms.  A policy that acts resets
+** the count. */
 enum pgs_fault_policy {
     PGS_POLICY_INHERIT = 0,
     PGS_POLICY_BACKOFF = 1,  /* the default: only back off; the state stays */

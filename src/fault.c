@@ -13,7 +13,9 @@
 **   3. More than max_restarts crashes in the window: the fault policy acts
 **      (rollback, reset or park), and the count starts again.
 **   4. The next turn of the server waits out a backoff (server.c:
-**      backing_off), exponential in the crashes of the window.
+**      backing_off), exponential in the crashes since its last good turn
+**      (kept in memory: a server that sits out a backoff keeps its struct,
+**      and messages that come meanwhile keep it too).
 **
 ** pgs's own records live under behaviour names that start with "pgs.",
 ** which no behaviour may take:
@@ -161,7 +163,9 @@ static int fault_find(pgs_storage *st, const pgs_ref *ref, pgs_record **rec, pgs
     for (int i = 0; i < 8; i++)
         key[i] = (unsigned char)(pgsi_ref_hash(ref) >> (56 - 8 * i));
     *rec = NULL;
-    for (int p = 0; p < PROBES; p++) { /* a hole may sit before the record */
+    /* Probing stops at the first free slot: a record behind a hole is
+    ** missed only if two refs' 64-bit hashes met and one was deleted. */
+    for (int p = 0; p < PROBES && !have_free; p++) {
         pgs_ref r;
         pgs_record *got = NULL;
         key[8] = (unsigned char)p;
@@ -175,7 +179,7 @@ static int fault_find(pgs_storage *st, const pgs_ref *ref, pgs_record **rec, pgs
         free(got);
         if (rc != PGS_OK && rc != PGS_ENOTFOUND && rc != PGS_ECORRUPT)
             return rc;
-        if (rc != PGS_OK && !have_free) { /* a corrupt one is overwritten */
+        if (rc != PGS_OK) { /* free (a corrupt one is overwritten) */
             *slot = r;
             have_free = 1;
         }
@@ -269,6 +273,8 @@ static void clear_count(pgs_runtime *rt, const pgs_ref *ref)
     free(rec);
 }
 
+/* The server is gone (deleted, or stopped and wiped): a new one under its
+** ref starts with no crashes. */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref)
 {
     pgs_record *rec;
@@ -477,7 +483,7 @@ static int apply_policy(pgs_runtime *rt, server *s, pgs_ctx *ctx, const fault *f
     return event;
 }
 
-/* 10 ms after the first crash of a window, doubling, capped; jitter of
+/* 10 ms after a first crash, doubling with each crash in a row, capped; jitter of
 ** +-25% from the ref and the clock, so servers that crash together do not
 ** come back together. */
 static int64_t backoff_ns(pgs_runtime *rt, const server *s, uint32_t crashes)
@@ -524,7 +530,9 @@ int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int sta
         event = apply_policy(rt, s, ctx, &f);
     if (event)
         pgsi_monitor_event(rt, ref, s->hash, event);
-    start_backoff(rt, s, ref, event ? 1 : f.crashes);
+    if (s->streak < UINT8_MAX)
+        s->streak++;
+    start_backoff(rt, s, ref, event ? 1 : s->streak);
     if (event == PGS_EVENT_PARK)
         return 0; /* the message meets a parked server: no more tries */
     if (!again && s->lifecycle == PGS_PERMANENT &&

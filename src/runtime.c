@@ -230,6 +230,8 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
             o.default_call_timeout_ms = 5000;
         if (!o.flush_interval_ms)
             o.flush_interval_ms = 50;
+        if (!o.backoff_max_ms)
+            o.backoff_max_ms = 5000;
     }
     if (!o.storage && !url)
         url = PGS_DEFAULT_URL;

@@ -66,6 +66,8 @@ struct server {
     /* Owner only: */
     uint8_t dirty;
     uint8_t parked;         /* loaded for an operator action while parked */
+    uint8_t streak;         /* crashes since the last turn that did not: the
+                               backoff grows with it */
     _Atomic uint8_t loaded; /* written by the owner, read by anyone */
     uint8_t lifecycle, write_mode; /* effective; owner */
     uint16_t key_len;       /* immutable */
@@ -381,7 +383,7 @@ int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int sta
 int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m);
 /* Older versions s keeps in storage (0: none). */
 uint32_t pgsi_keep(const server *s);
-/* Deletes ref's crash record (after pgs_delete). */
+/* Deletes ref's crash record (its server was deleted or wiped). */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);
 /* The public reads and takes, after api.c checked their arguments. */
 int pgsi_server_info(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);

@@ -233,8 +233,7 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
     rc = pgsi_erase(rt, s, &ctx->self);
     pgsi_monitor_event(rt, &ctx->self, s->hash,
                        reason == PGS_REASON_DELETE ? PGS_EVENT_DELETE : PGS_EVENT_STOP);
-    if (reason == PGS_REASON_DELETE)
-        pgsi_fault_forget(rt, &ctx->self);
+    pgsi_fault_forget(rt, &ctx->self);
     return rc;
 }
 
@@ -390,7 +389,11 @@ static int turn(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
     }
     for (;;) {
         int rc = attempt(rt, s, ctx, m);
-        if (!ctx->crashed || !pgsi_fault_crashed(rt, s, ctx, m, rc))
+        if (!ctx->crashed) {
+            s->streak = 0;
+            return rc;
+        }
+        if (!pgsi_fault_crashed(rt, s, ctx, m, rc))
             return rc;
         forget_outputs(ctx); /* and again, on the state storage has */
     }

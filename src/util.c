@@ -237,4 +237,5 @@ void pgs_options_init(pgs_options *opts)
     opts->storage = NULL;
     opts->default_call_timeout_ms = 5000;
     opts->flush_interval_ms = 50;
+    opts->backoff_max_ms = 5000;
 }
