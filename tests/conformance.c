@@ -908,6 +908,19 @@ static void history_large_and_binary(pgs_storage *st)
     free(state);
 }
 
+/* For the adapters' own tests: opening url fails with `want`, and leaves
+** no handle. */
+static __attribute__((unused)) void expect_open_fails(const char *url, int want)
+{
+    pgs_storage *st = NULL;
+    int rc = pgs_storage_open(&st, url, NULL);
+    if (rc != want)
+        fprintf(stderr, "  %s: %s, expected %s\n", url, pgs_errname(rc), pgs_errname(want));
+    CHECK_EQ(rc, want);
+    CHECK(st == NULL);
+    pgs_storage_close(st);
+}
+
 static int has_history(pgs_storage *st)
 {
     pgs_ref r = conf_refs("conf-histq", "q");

@@ -41,10 +41,9 @@
 ** is one autocommitted statement.  Under READ COMMITTED an UPDATE that
 ** waited for a concurrent writer re-checks its WHERE on the new row, and
 ** INSERT ... ON CONFLICT waits for a concurrent insert of the key: either
-** way the loser sees 0 rows, a conflict.  The connection is non-blocking
-** while a pipeline goes out, and reads results as it writes: a large
-** batch's results must not fill the socket while we are still sending,
-** or the server would stop reading and both sides would wait for ever.
+** way the loser sees 0 rows, a conflict.  However large the batch, the
+** pipeline cannot deadlock on full socket buffers: when libpq cannot send,
+** it reads (and buffers) what the server has answered so far.
 **
 ** History.  The UPDATE carries two more data-modifying CTEs: one copies
 ** the replaced row (version = expected, read from the statement's
@@ -66,8 +65,8 @@
 ** function runs.
 **
 ** Failures.  Before each operation a connection is checked without
-** blocking (PQconsumeInput sees a socket the server closed while we sat
-** idle, as when it restarted) and reconnected if needed; after a failed
+** blocking (a poll sees a socket the server closed while we sat idle, as
+** when it restarted) and reconnected if needed; after a failed
 ** connect, the next attempt waits for a hold-off (as long as the failed
 ** attempt took, at least RETRY_MIN_NS), so calls fail fast while the
 ** server is away instead of each waiting for a timeout.  An operation
@@ -89,7 +88,6 @@
 */
 #include "internal.h"
 
-#include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -124,7 +122,8 @@ static const Oid param_types[NPARAMS] = {OID_TEXT,  OID_BYTEA, OID_INT8, OID_INT
 
 #define COLS "version, schema_version, args, options, state, checksum"
 #define SCAN "SELECT behaviour, key, " COLS " FROM pgs_records "
-#define HISTORY "SELECT behaviour, key, " COLS " FROM pgs_history WHERE behaviour = $1 AND key = $2 "
+#define HISTORY \
+    "SELECT behaviour, key, " COLS " FROM pgs_history WHERE behaviour = $1 AND key = $2 "
 #define PAGE " LIMIT " STR(PAGE_ROWS)
 
 static const struct {
@@ -301,13 +300,24 @@ static void conn_drop(conn *c)
     c->pg = NULL;
 }
 
-/* Makes c usable: drops a connection the server closed while it sat idle
-** (a restart shows up here), then connects if needed.  A failed connect
-** holds further attempts off, so calls fail fast while the server is away. */
+/* 1 if an idle connection is gone.  Nothing comes unasked on our
+** connections (no LISTEN), so a readable socket is the server closing it:
+** a restart, or an administrator's pg_terminate_backend.  (PQconsumeInput
+** would read the FATAL message and still say all is well: the EOF behind
+** it shows only on the next read.) */
+static int conn_gone(PGconn *pg)
+{
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    return PQstatus(pg) != CONNECTION_OK || PQtransactionStatus(pg) != PQTRANS_IDLE ||
+           poll(&pfd, 1, 0) != 0;
+}
+
+/* Makes c usable: drops a connection the server closed while it sat idle,
+** then connects if needed.  A failed connect holds further attempts off,
+** so calls fail fast while the server is away. */
 static int conn_ready(const store *s, conn *c)
 {
-    if (c->pg && (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK ||
-                  PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+    if (c->pg && conn_gone(c->pg))
         conn_drop(c);
     if (c->pg)
         return PGS_OK;
@@ -325,14 +335,14 @@ static int conn_ready(const store *s, conn *c)
 }
 
 /* After an operation: keeps c only if it is idle and healthy (an error
-** may leave it broken, or mid-transaction, mid-pipeline or non-blocking).
+** may leave it broken, or mid-transaction or mid-pipeline).
 ** Returns 1 if it was dropped. */
 static int conn_settle(conn *c)
 {
     if (!c->pg)
         return 1;
     if (PQstatus(c->pg) == CONNECTION_OK && PQpipelineStatus(c->pg) == PQ_PIPELINE_OFF &&
-        PQtransactionStatus(c->pg) == PQTRANS_IDLE && !PQisnonblocking(c->pg))
+        PQtransactionStatus(c->pg) == PQTRANS_IDLE)
         return 0;
     conn_drop(c);
     return 1;
@@ -746,27 +756,11 @@ static int write_one(PGconn *pg, const pgs_write *w)
     return rc;
 }
 
-/* Sends what libpq holds, taking in results meanwhile so that the server
-** never blocks on a full socket (see Writes at the top).  1 if all went. */
-static int flush_reading(PGconn *pg)
-{
-    int more;
-    while ((more = PQflush(pg)) == 1) {
-        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN | POLLOUT};
-        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-            return 0;
-        if ((pfd.revents & POLLIN) && !PQconsumeInput(pg))
-            return 0;
-    }
-    return more == 0;
-}
-
 static int send_write(PGconn *pg, const pgs_write *w)
 {
     params p;
     int q = write_query(w, &p);
-    return PQsendQueryPrepared(pg, stmt[q].name, stmt[q].nparams, p.v, p.len, p.fmt, 1) &&
-           flush_reading(pg);
+    return PQsendQueryPrepared(pg, stmt[q].name, stmt[q].nparams, p.v, p.len, p.fmt, 1);
 }
 
 static int send_sql(PGconn *pg, const char *sql)
@@ -790,19 +784,17 @@ static int ref_cmp(const void *a, const void *b)
 
 /* BEGIN, the writes, COMMIT: sent at once, in pipeline mode, then every
 ** result read.  A failed write aborts the transaction in the server, and
-** the rest of the pipeline with it; the ROLLBACK then ends the block.
-** Non-blocking while sending, so that each statement goes out as it is
-** queued (libpq holds one at a time, however large the batch). */
+** the rest of the pipeline with it; the ROLLBACK then ends the block. */
 static int write_many(PGconn *pg, const pgs_write *const *order, size_t n)
 {
-    if (PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg))
+    if (!PQenterPipelineMode(pg))
         return PGS_ESTORAGE;
     int sent = send_sql(pg, "BEGIN");
     for (size_t i = 0; sent && i < n; i++)
         sent = send_write(pg, order[i]);
-    sent = sent && send_sql(pg, "COMMIT") && PQpipelineSync(pg) && flush_reading(pg);
+    sent = sent && send_sql(pg, "COMMIT") && PQpipelineSync(pg);
     int rc = sent ? pipeline_results(pg, n + 2) : PGS_ESTORAGE;
-    if (!PQexitPipelineMode(pg) || PQsetnonblocking(pg, 0))
+    if (!PQexitPipelineMode(pg))
         return rc ? rc : PGS_ESTORAGE;
     if (rc && PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE)
         exec_ok(pg, "ROLLBACK");
