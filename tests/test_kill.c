@@ -395,9 +395,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
         snprintf(env, sizeof env, "PGS_KILL_SELFTEST=%d ", g.selftest);
     fprintf(stderr, "\ntest_kill: store kept: %s  (replay: %stest_kill --mode %s --seed %"
                     PRIu64 " --kills %d --threads %d --keys %d --flush %u --trace %s"
-                    " --engine %s)\n",
+                    " %s %s)\n",
             g.url, env, g.async ? "async" : "sync", g.seed, g.kills, g.threads, g.keys, g.flush_ms,
-            g.trace ? "on" : "off", g.engine);
+            g.trace ? "on" : "off", g.tmpdir[0] ? "--engine" : "--store",
+            g.tmpdir[0] ? g.engine : g.url);
     reap_child();
     exit(1);
 }

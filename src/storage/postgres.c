@@ -300,11 +300,12 @@ static void conn_drop(conn *c)
     c->pg = NULL;
 }
 
-/* 1 if an idle connection is gone.  Nothing comes unasked on our
+/* 1 if an idle connection is gone.  Next to nothing comes unasked on our
 ** connections (no LISTEN), so a readable socket is the server closing it:
-** a restart, or an administrator's pg_terminate_backend.  (PQconsumeInput
-** would read the FATAL message and still say all is well: the EOF behind
-** it shows only on the next read.) */
+** a restart, or an administrator's pg_terminate_backend; a rare
+** false alarm costs a reconnect.  (PQconsumeInput would read the FATAL
+** message and still say all is well: the EOF behind it shows only on the
+** next read, and the operation would fail on a dead connection.) */
 static int conn_gone(PGconn *pg)
 {
     struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
@@ -335,8 +336,8 @@ static int conn_ready(const store *s, conn *c)
 }
 
 /* After an operation: keeps c only if it is idle and healthy (an error
-** may leave it broken, or mid-transaction or mid-pipeline).
-** Returns 1 if it was dropped. */
+** may leave it broken, or mid-transaction or mid-pipeline).  Returns 1 if
+** it was dropped. */
 static int conn_settle(conn *c)
 {
     if (!c->pg)
