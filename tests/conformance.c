@@ -734,7 +734,8 @@ static int hist_collect(void *arg, const pgs_record *rec)
     if (h->n < 16) {
         h->version[h->n] = rec->version;
         size_t n = rec->state_len < 31 ? rec->state_len : 31;
-        memcpy(h->state[h->n], rec->state, n);
+        if (n) /* an empty state may be NULL */
+            memcpy(h->state[h->n], rec->state, n);
         h->state[h->n][n] = 0;
     }
     h->n++;
