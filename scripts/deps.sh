@@ -30,12 +30,24 @@ SUDO=""
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Debian's postgresql makes a default cluster and starts it; the tests use a
-# private one (scripts/pgtest.sh), so no service is started while installing.
-norc=""
-if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
-  norc=/usr/sbin/policy-rc.d
-  trap '$SUDO rm -f "$norc"' EXIT
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$norc" >/dev/null && $SUDO chmod +x "$norc"
+# Debian's postgresql makes a default cluster (15/main on port 5432) and
+# starts it; the tests use a private one (scripts/pgtest.sh), so while
+# installing no service is started (policy-rc.d) and no default cluster is
+# made (a createcluster.d drop-in, which postgresql-common reads): nothing
+# is left to start at the next boot.  Both are removed afterwards.
+cleanup=()
+trap '[ ${#cleanup[@]} -eq 0 ] || $SUDO rm -f "${cleanup[@]}"' EXIT
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    cleanup+=(/usr/sbin/policy-rc.d)
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+  fi
+  dropin=/etc/postgresql-common/createcluster.d/pgs-no-main-cluster.conf
+  if [ ! -e "$dropin" ]; then
+    cleanup+=("$dropin")
+    $SUDO mkdir -p "$(dirname "$dropin")"
+    echo "create_main_cluster = false" | $SUDO tee "$dropin" >/dev/null
+  fi
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

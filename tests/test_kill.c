@@ -134,7 +134,9 @@
 ** delays; thread interleavings (and so how far each round gets) differ
 ** between runs.  Default store: a fresh temp dir, sqlite:DIR/kill.db
 ** (--engine lmdb: lmdb:DIR), removed on success.  The store must outlive
-** a process (not "memory:").
+** a process (not "memory:"); postgresql://... works too (a database of
+** its own: each round waits for the server to end the dead child's
+** sessions before it reads the store).
 ** An existing store is adopted: its "kill" records become the starting
 ** model.
 */
@@ -143,6 +145,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -152,6 +155,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -391,9 +395,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
         snprintf(env, sizeof env, "PGS_KILL_SELFTEST=%d ", g.selftest);
     fprintf(stderr, "\ntest_kill: store kept: %s  (replay: %stest_kill --mode %s --seed %"
                     PRIu64 " --kills %d --threads %d --keys %d --flush %u --trace %s"
-                    " --engine %s)\n",
+                    " %s %s)\n",
             g.url, env, g.async ? "async" : "sync", g.seed, g.kills, g.threads, g.keys, g.flush_ms,
-            g.trace ? "on" : "off", g.engine);
+            g.trace ? "on" : "off", g.tmpdir[0] ? "--engine" : "--store",
+            g.tmpdir[0] ? g.engine : g.url);
     reap_child();
     exit(1);
 }
@@ -943,6 +948,32 @@ static void check_death(int status)
 
 /* Forks the child and kills it after `delay_ms` of running; returns with
 ** every record it wrote handled.  g.kill_ns: when SIGKILL was sent. */
+/* A store served by another process may still be applying what the dead
+** child sent: PostgreSQL finishes a COMMIT that arrived before the kill,
+** and only then finds the client gone.  The round's truth is read once the
+** server has let go of every session of the child (none of ours is open
+** here).  Files (sqlite:, lmdb:) are settled when the child is dead. */
+static void settle_store(void)
+{
+    if (strncasecmp(g.url, "postgresql://", 13))
+        return;
+    PGconn *pg = PQconnectdb(g.url);
+    if (PQstatus(pg) != CONNECTION_OK)
+        die("settle: %s", PQerrorMessage(pg));
+    for (int64_t start = now_ms();; usleep(2000)) {
+        PGresult *r = PQexec(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND pid <> pg_backend_pid() AND "
+                                 "backend_type = 'client backend'");
+        int left = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+        PQclear(r);
+        if (left == 0)
+            break;
+        if (left < 0 || now_ms() - start > READY_TIMEOUT_MS)
+            die("settle: the dead child's sessions did not end (%d left)", left);
+    }
+    PQfinish(pg);
+}
+
 static void run_child(int delay_ms, round_stats *rs)
 {
     int fds[2];
@@ -983,6 +1014,7 @@ static void run_child(int delay_ms, round_stats *rs)
     if (waitpid(pid, &status, 0) != pid)
         die("waitpid: %s", strerror(errno));
     g.child = 0;
+    settle_store();
     while (pump(&rd, -1, rs, &ready))
         ;
     close(fds[0]);

@@ -31,11 +31,14 @@
 ** The seed is printed; `test_race --seed S` replays the same operations
 ** (thread interleavings differ from run to run; the operations do not).
 **   test_race [--seed S] [--ops N] [--threads T] [--seconds S] [--store KIND]
+**             [--url URL]
 ** With --seconds, runs one seed after another until the time is up (soak).
 ** --store: memory (default: writes inline, in the turn), pipeline (the
 ** same engine behind group commit and the output gate: turns run ahead of
-** their writes), sqlite (a fresh file per run, synchronous=off) or lmdb (a
-** fresh directory per run, sync=nosync).
+** their writes), sqlite (a fresh file per run, synchronous=off), lmdb (a
+** fresh directory per run, sync=nosync) or postgres (the database of
+** --url URL, its pgs records of these behaviours wiped before each run;
+** synchronous_commit=off).
 */
 #include "check.h"
 #include "faulty.h"
@@ -65,6 +68,12 @@ typedef struct wire {
     uint16_t relay_to; /* OP_RELAY: the shared server to forward to */
     uint32_t seq;
 } wire;
+
+/* The refs a wipe found. */
+typedef struct run_wipe {
+    pgs_ref *refs;
+    size_t n, cap;
+} run_wipe;
 
 /* Every server's state (flat: stored as is). */
 typedef struct rstate {
@@ -569,6 +578,40 @@ static int start_servers(run *r)
     return PGS_OK;
 }
 
+static const char *pg_url; /* --url: the database of --store postgres */
+
+static int collect_delete(void *arg, const pgs_record *rec)
+{
+    run_wipe *w = arg;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        pgs_ref *refs = realloc(w->refs, cap * sizeof *refs);
+        if (!refs)
+            return PGS_ENOMEM;
+        w->refs = refs, w->cap = cap;
+    }
+    w->refs[w->n++] = rec->ref;
+    return 0;
+}
+
+/* Deletes every record of the behaviours a run uses, in one batch: a
+** database outlives the run, and each run starts from nothing. */
+static void wipe(pgs_storage *st)
+{
+    static const char *const names[] = {"race", "vrace", "priv", "inbox"};
+    run_wipe w = {0};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        REQUIRE_OK(pgs_storage_scan(st, names[i], collect_delete, &w));
+    pgs_write *del = calloc(w.n + 1, sizeof *del);
+    REQUIRE(del);
+    for (size_t i = 0; i < w.n; i++)
+        del[i] = (pgs_write){.op = PGS_OP_DELETE, .ref = &w.refs[i]};
+    int rc = pgs_storage_batch(st, del, w.n);
+    REQUIRE(rc == PGS_OK || (rc == PGS_ENOTFOUND && w.n == 1));
+    free(del);
+    free(w.refs);
+}
+
 /* A fresh store of the kind asked for; *dir: a temp dir to remove, or "". */
 static pgs_storage *open_store(const char *kind, char dir[64])
 {
@@ -588,6 +631,12 @@ static pgs_storage *open_store(const char *kind, char dir[64])
         REQUIRE(mkdtemp(dir));
         snprintf(url, sizeof url, "lmdb:%s?sync=nosync", dir);
         REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+    } else if (!strcmp(kind, "postgres")) {
+        char url[1024]; /* commits not waiting for the disk, as the others */
+        snprintf(url, sizeof url, "%s%coptions=-csynchronous_commit%%3Doff", pg_url,
+                 strchr(pg_url, '?') ? '&' : '?');
+        REQUIRE_OK(pgs_storage_open(&st, url, NULL));
+        wipe(st);
     } else {
         REQUIRE_OK(pgs_storage_open(&st, "memory:", NULL));
     }
@@ -682,16 +731,20 @@ int main(int argc, char **argv)
             seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--store"))
             kind = argv[i + 1];
+        else if (!strcmp(argv[i], "--url"))
+            pg_url = argv[i + 1];
     }
     if (threads < 1 || threads > MAX_THREADS || ops < 1 ||
         (strcmp(kind, "memory") && strcmp(kind, "pipeline") && strcmp(kind, "sqlite") &&
-         strcmp(kind, "lmdb"))) {
+         strcmp(kind, "lmdb") && strcmp(kind, "postgres")) ||
+        (!strcmp(kind, "postgres") != (pg_url != NULL))) {
         fprintf(stderr, "usage: test_race [--seed S] [--ops N] [--threads 1..8] [--seconds S]"
-                        " [--store memory|pipeline|sqlite|lmdb]\n");
+                        " [--store memory|pipeline|sqlite|lmdb|postgres --url URL]\n");
         return 2;
     }
     fprintf(stderr, "test_race: seed %" PRIu64 " (replay: test_race --seed %" PRIu64
-                    " --ops %ld --threads %d --store %s)\n", seed, seed, ops, threads, kind);
+                    " --ops %ld --threads %d --store %s%s%s)\n", seed, seed, ops, threads, kind,
+            pg_url ? " --url " : "", pg_url ? pg_url : "");
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int failures = 0, runs = 0;

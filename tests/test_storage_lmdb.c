@@ -99,14 +99,8 @@ static void bad_urls_and_places_are_refused(void)
         "lmdb:x?colour=blue",
         "lmdb:x?&",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        pgs_storage *st = NULL;
-        int rc = pgs_storage_open(&st, bad[i], NULL);
-        if (rc != PGS_EURL)
-            fprintf(stderr, "  %s: %s, expected PGS_EURL\n", bad[i], pgs_errname(rc));
-        CHECK_EQ(rc, PGS_EURL);
-        CHECK(st == NULL);
-    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_open_fails(bad[i], PGS_EURL);
     pgs_storage *st = NULL;
     CHECK_EQ(pgs_storage_open(&st, "lmdb:/proc/pgs-cannot-be-here/x", NULL), PGS_ESTORAGE);
     CHECK(st == NULL);

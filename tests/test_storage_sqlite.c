@@ -75,9 +75,9 @@ static void unwritable_location_is_refused(void)
     if (geteuid() != 0) { /* root ignores directory permissions */
         CHECK(pgs_storage_open(&st, ro, NULL) != PGS_OK);
     }
-    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?synchronous=sometimes", NULL), PGS_EURL);
-    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?max_size=12", NULL), PGS_EURL);
-    CHECK_EQ(pgs_storage_open(&st, "sqlite:x.db?colour=blue", NULL), PGS_EURL);
+    expect_open_fails("sqlite:x.db?synchronous=sometimes", PGS_EURL);
+    expect_open_fails("sqlite:x.db?max_size=12", PGS_EURL);
+    expect_open_fails("sqlite:x.db?colour=blue", PGS_EURL);
 }
 
 /* A store that fills up (max_size, SQLite's max_page_count: a real

@@ -13,15 +13,20 @@
 ** concurrently, each connected on first use.  No process-exclusive lock is
 ** taken: sharing the database between processes is the point.
 **
-** Schema (pgs_meta.schema = 1), created if missing by the first process
+** Schema (pgs_meta.schema = 2), created if missing by the first process
 ** to open the database, in one transaction under an advisory lock so that
 ** processes opening at once do not race:
 **   pgs_records(behaviour text COLLATE "C", key bytea, version, schema_version,
 **               args, options, state, checksum; PRIMARY KEY(behaviour, key))
+**   pgs_history(the same columns; PRIMARY KEY(behaviour, key, version),
+**               FOREIGN KEY(behaviour, key) REFERENCES pgs_records
+**               ON DELETE CASCADE)
 **   pgs_expect_one(n): raises SQLSTATE PGS01 unless n = 1 (below).
-** A database written by a newer pgs (schema > 1) is refused: PGS_EVERSION.
-** Every value travels in binary (bytea as raw bytes, int8 big-endian), and
-** every statement is prepared once per connection.
+** A schema 1 database (before history) gains pgs_history at open, under
+** the same lock.  A database written by a newer pgs (schema > 2) is
+** refused: PGS_EVERSION.  Every value travels in binary (bytea as raw
+** bytes, int8 big-endian), and every statement is prepared once per
+** connection.
 **
 ** Writes.  A PUT expecting version 0 is INSERT ... ON CONFLICT DO NOTHING;
 ** expecting v, UPDATE ... WHERE behaviour, key AND version = v.  Each is
@@ -36,17 +41,32 @@
 ** is one autocommitted statement.  Under READ COMMITTED an UPDATE that
 ** waited for a concurrent writer re-checks its WHERE on the new row, and
 ** INSERT ... ON CONFLICT waits for a concurrent insert of the key: either
-** way the loser sees 0 rows, a conflict.
+** way the loser sees 0 rows, a conflict.  However large the batch, the
+** pipeline cannot deadlock on full socket buffers: when libpq cannot send,
+** it reads (and buffers) what the server has answered so far.
 **
-** Reads.  get is one SELECT by primary key.  scan reads pages of PAGE_ROWS
-** rows in key order (keyset paging: each page starts after the last key
-** seen), each page streamed row by row in libpq's single-row mode: a
-** million rows are never buffered, and no transaction stays open while
-** the caller's function runs.
+** History.  The UPDATE carries two more data-modifying CTEs: one copies
+** the replaced row (version = expected, read from the statement's
+** snapshot, which is the row the UPDATE replaces when it succeeds) into
+** pgs_history if keep > 0, one trims the ref's history below v - keep.
+** All CTEs see one snapshot, so the trim never sees the row just kept;
+** it cannot need to (the kept version is above v - 1 - keep).  A DELETE
+** takes the history with it through the foreign key: the cascade runs
+** after the record's row is locked, with a fresh snapshot, so it also
+** removes history that a concurrent writer committed while we waited for
+** the lock.  And no history can outlive its record, nor be added for a
+** record that is gone.  An INSERT starts a life, which has no history.
+**
+** Reads.  get is one SELECT by primary key.  scan and history read pages
+** of PAGE_ROWS rows in order (keyset paging: each page starts after the
+** last key, or below the last version, seen), each page streamed row by
+** row in libpq's single-row mode: a million rows (or a few 16 MiB states)
+** are never buffered, and no transaction stays open while the caller's
+** function runs.
 **
 ** Failures.  Before each operation a connection is checked without
-** blocking (PQconsumeInput sees a socket the server closed while we sat
-** idle, as when it restarted) and reconnected if needed; after a failed
+** blocking (a poll sees a socket the server closed while we sat idle, as
+** when it restarted) and reconnected if needed; after a failed
 ** connect, the next attempt waits for a hold-off (as long as the failed
 ** attempt took, at least RETRY_MIN_NS), so calls fail fast while the
 ** server is away instead of each waiting for a timeout.  An operation
@@ -69,13 +89,14 @@
 #include "internal.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define SCHEMA 1
+#define SCHEMA 2
 #define READERS 3
 #define PAGE_ROWS 500
 #define STR_(x) #x
@@ -87,19 +108,22 @@
 ** Statements.  Parameters are numbered alike in all of them, so one table
 ** of types serves every statement: $1 behaviour, $2 key, $3 version,
 ** $4 schema_version, $5 args, $6 options, $7 state, $8 checksum,
-** $9 the expected version.
+** $9 the expected version, $10 keep.
 */
 enum { Q_GET, Q_INSERT, Q_UPDATE, Q_DELETE, Q_SCAN_ONE, Q_SCAN_ONE_AFTER, Q_SCAN_ALL,
-       Q_SCAN_ALL_AFTER, NQ };
+       Q_SCAN_ALL_AFTER, Q_HISTORY, Q_HISTORY_BELOW, NQ };
 
+#define NPARAMS 10
 #define OID_BYTEA 17
 #define OID_INT8 20
 #define OID_TEXT 25
-static const Oid param_types[9] = {OID_TEXT, OID_BYTEA, OID_INT8, OID_INT8, OID_BYTEA,
-                                        OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8};
+static const Oid param_types[NPARAMS] = {OID_TEXT,  OID_BYTEA, OID_INT8, OID_INT8, OID_BYTEA,
+                                         OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8, OID_INT8};
 
 #define COLS "version, schema_version, args, options, state, checksum"
 #define SCAN "SELECT behaviour, key, " COLS " FROM pgs_records "
+#define HISTORY \
+    "SELECT behaviour, key, " COLS " FROM pgs_history WHERE behaviour = $1 AND key = $2 "
 #define PAGE " LIMIT " STR(PAGE_ROWS)
 
 static const struct {
@@ -111,11 +135,21 @@ static const struct {
                   "WITH w AS (INSERT INTO pgs_records(behaviour, key, " COLS ") "
                   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1) "
                   "SELECT pgs_expect_one(count(*)) FROM w", 8},
+    /* k reads the row w replaces (one snapshot for all); $10 > 0 lets the
+    ** plan skip it when nothing is kept. */
     [Q_UPDATE] = {"pgs_update",
                   "WITH w AS (UPDATE pgs_records SET version = $3, schema_version = $4, "
                   "args = $5, options = $6, state = $7, checksum = $8 "
-                  "WHERE behaviour = $1 AND key = $2 AND version = $9 RETURNING 1) "
-                  "SELECT pgs_expect_one(count(*)) FROM w", 9},
+                  "WHERE behaviour = $1 AND key = $2 AND version = $9 RETURNING 1), "
+                  "k AS (INSERT INTO pgs_history SELECT behaviour, key, " COLS
+                  " FROM pgs_records WHERE behaviour = $1 AND key = $2 AND version = $9"
+                  " AND $10 > 0 AND version >= $3 - $10 ON CONFLICT (behaviour, key, version)"
+                  " DO UPDATE SET (schema_version, args, options, state, checksum) ="
+                  " (excluded.schema_version, excluded.args, excluded.options,"
+                  " excluded.state, excluded.checksum)), "
+                  "t AS (DELETE FROM pgs_history WHERE behaviour = $1 AND key = $2"
+                  " AND version < $3 - $10) "
+                  "SELECT pgs_expect_one(count(*)) FROM w", 10},
     [Q_DELETE] = {"pgs_delete", "DELETE FROM pgs_records WHERE behaviour = $1 AND key = $2", 2},
     [Q_SCAN_ONE] = {"pgs_scan_one", SCAN "WHERE behaviour = $1 ORDER BY key" PAGE, 1},
     [Q_SCAN_ONE_AFTER] = {"pgs_scan_one_after",
@@ -124,19 +158,28 @@ static const struct {
     [Q_SCAN_ALL_AFTER] = {"pgs_scan_all_after",
                           SCAN "WHERE (behaviour, key) > ($1, $2) ORDER BY behaviour, key" PAGE,
                           2},
+    [Q_HISTORY] = {"pgs_history", HISTORY "ORDER BY version DESC" PAGE, 2},
+    [Q_HISTORY_BELOW] = {"pgs_history_below",
+                         HISTORY "AND version < $3 ORDER BY version DESC" PAGE, 3},
 };
 
+/* Everything IF NOT EXISTS: the same script makes a database or takes a
+** schema 1 one up to 2. */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS pgs_meta(name text PRIMARY KEY, value bigint NOT NULL);"
     "CREATE TABLE IF NOT EXISTS pgs_records(behaviour text COLLATE \"C\" NOT NULL,"
     " key bytea NOT NULL, version bigint NOT NULL, schema_version bigint NOT NULL,"
     " args bytea NOT NULL, options bytea NOT NULL, state bytea NOT NULL,"
     " checksum bigint NOT NULL, PRIMARY KEY(behaviour, key)) WITH (fillfactor = 90);"
+    "CREATE TABLE IF NOT EXISTS pgs_history(LIKE pgs_records,"
+    " PRIMARY KEY(behaviour, key, version),"
+    " FOREIGN KEY(behaviour, key) REFERENCES pgs_records ON DELETE CASCADE);"
     /* The version check, failing the statement (and so the transaction). */
     "CREATE OR REPLACE FUNCTION pgs_expect_one(n bigint) RETURNS bigint LANGUAGE plpgsql AS $$"
     " BEGIN IF n <> 1 THEN RAISE EXCEPTION 'pgs: version conflict: the stored version is"
     " not the expected one' USING ERRCODE = 'PGS01'; END IF; RETURN n; END $$;"
-    "INSERT INTO pgs_meta VALUES ('schema', " STR(SCHEMA) ") ON CONFLICT (name) DO NOTHING;";
+    "INSERT INTO pgs_meta VALUES ('schema', " STR(SCHEMA) ") ON CONFLICT (name)"
+    " DO UPDATE SET value = excluded.value WHERE pgs_meta.value < excluded.value;";
 
 /* ------------------------------------------------------------------------
 ** The store.
@@ -257,13 +300,25 @@ static void conn_drop(conn *c)
     c->pg = NULL;
 }
 
-/* Makes c usable: drops a connection the server closed while it sat idle
-** (a restart shows up here), then connects if needed.  A failed connect
-** holds further attempts off, so calls fail fast while the server is away. */
+/* 1 if an idle connection is gone.  Next to nothing comes unasked on our
+** connections (no LISTEN), so a readable socket is the server closing it:
+** a restart, or an administrator's pg_terminate_backend; a rare
+** false alarm costs a reconnect.  (PQconsumeInput would read the FATAL
+** message and still say all is well: the EOF behind it shows only on the
+** next read, and the operation would fail on a dead connection.) */
+static int conn_gone(PGconn *pg)
+{
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    return PQstatus(pg) != CONNECTION_OK || PQtransactionStatus(pg) != PQTRANS_IDLE ||
+           poll(&pfd, 1, 0) != 0;
+}
+
+/* Makes c usable: drops a connection the server closed while it sat idle,
+** then connects if needed.  A failed connect holds further attempts off,
+** so calls fail fast while the server is away. */
 static int conn_ready(const store *s, conn *c)
 {
-    if (c->pg && (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK ||
-                  PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+    if (c->pg && conn_gone(c->pg))
         conn_drop(c);
     if (c->pg)
         return PGS_OK;
@@ -412,10 +467,10 @@ static int pq_open(const char *url, void **state)
 ** Parameters and rows, in binary.
 */
 typedef struct params {
-    const char *v[9];
-    int len[9];
-    int fmt[9];
-    unsigned char num[5][8]; /* room for the int8 values */
+    const char *v[NPARAMS];
+    int len[NPARAMS];
+    int fmt[NPARAMS];
+    unsigned char num[6][8]; /* room for the int8 values */
     int nnum;
 } params;
 
@@ -466,8 +521,10 @@ static void params_put(params *p, const pgs_write *w, int *q)
     param_bytes(p, 5, r->options, r->options_len);
     param_bytes(p, 6, r->state, r->state_len);
     param_int8(p, 7, r->checksum);
-    if (w->expected_version)
+    if (w->expected_version) {
         param_int8(p, 8, w->expected_version);
+        param_int8(p, 9, w->keep);
+    }
     *q = w->expected_version ? Q_UPDATE : Q_INSERT;
 }
 
@@ -556,31 +613,47 @@ static int pq_get(void *state, const pgs_ref *ref, pgs_record **out)
     return rc;
 }
 
-/* Where a scan stands: the last ref handed to fn, and fn's verdict. */
+/* Where a scan or a history walk stands: the last row handed to fn, and
+** fn's verdict. */
 typedef struct cursor {
-    const char *name; /* the behaviour, NULL: all */
+    const char *name;   /* scan: the behaviour, NULL: all */
+    const pgs_ref *ref; /* history: the ref; NULL: a scan */
     int (*fn)(void *, const pgs_record *);
     void *arg;
     pgs_ref last;
+    uint64_t last_version;
     int have_last;
-    int stop;  /* fn's non-zero return: the scan is over */
+    int stop;  /* fn's non-zero return: the walk is over */
     int rows;  /* rows of the current page */
 } cursor;
+
+/* The statement of the next page, and its parameters. */
+static int page_query(const cursor *cur, params *p)
+{
+    if (cur->ref) {
+        params_ref(p, cur->ref);
+        if (!cur->have_last)
+            return Q_HISTORY;
+        param_int8(p, 2, cur->last_version);
+        return Q_HISTORY_BELOW;
+    }
+    if (cur->have_last)
+        params_ref(p, &cur->last);
+    else if (cur->name)
+        param_bytes(p, 0, cur->name, strlen(cur->name));
+    return cur->name ? (cur->have_last ? Q_SCAN_ONE_AFTER : Q_SCAN_ONE)
+                     : (cur->have_last ? Q_SCAN_ALL_AFTER : Q_SCAN_ALL);
+}
 
 static int send_page(PGconn *pg, const cursor *cur)
 {
     params p = {0};
-    int q = cur->name ? (cur->have_last ? Q_SCAN_ONE_AFTER : Q_SCAN_ONE)
-                      : (cur->have_last ? Q_SCAN_ALL_AFTER : Q_SCAN_ALL);
-    if (cur->have_last)
-        params_ref(&p, &cur->last);
-    else if (cur->name)
-        param_bytes(&p, 0, cur->name, strlen(cur->name));
+    int q = page_query(cur, &p);
     return PQsendQueryPrepared(pg, stmt[q].name, stmt[q].nparams, p.v, p.len, p.fmt, 1) &&
            PQsetSingleRowMode(pg);
 }
 
-static int scan_row(cursor *cur, const PGresult *r)
+static int page_row(cursor *cur, const PGresult *r)
 {
     pgs_record rec;
     memset(&rec, 0, sizeof rec);
@@ -590,14 +663,15 @@ static int scan_row(cursor *cur, const PGresult *r)
     if (rc)
         return rc;
     cur->last = rec.ref;
+    cur->last_version = rec.version;
     cur->have_last = 1;
     cur->stop = cur->fn(cur->arg, &rec);
     return PGS_OK;
 }
 
-/* One page, row by row.  After fn stops the scan or a row is bad, the
+/* One page, row by row.  After fn stops the walk or a row is bad, the
 ** rest of the page is read and dropped: the connection must end idle. */
-static int scan_page(PGconn *pg, cursor *cur)
+static int read_page(PGconn *pg, cursor *cur)
 {
     cur->rows = 0;
     if (!send_page(pg, cur))
@@ -609,7 +683,7 @@ static int scan_page(PGconn *pg, cursor *cur)
             rc = result_rc(r);
             if (!rc && PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
                 cur->rows++;
-                rc = scan_row(cur, r);
+                rc = page_row(cur, r);
             }
         }
         PQclear(r);
@@ -619,43 +693,62 @@ static int scan_page(PGconn *pg, cursor *cur)
     return rc;
 }
 
-/* Pages until one comes back short.  Keyset paging lets a scan whose
+/* Pages until one comes back short.  Keyset paging lets a walk whose
 ** connection broke go on after the last row it delivered: once. */
-static int pq_scan(void *state, const char *name, int (*fn)(void *, const pgs_record *),
-                   void *arg)
+static int walk(store *s, cursor *cur)
 {
-    store *s = state;
     conn *c = reader(s);
-    cursor cur = {.name = name, .fn = fn, .arg = arg};
     int rc, retries = 1;
     for (;;) {
         rc = conn_ready(s, c);
         if (!rc)
-            rc = scan_page(c->pg, &cur);
+            rc = read_page(c->pg, cur);
         int dropped = conn_settle(c);
-        if (cur.stop || (!rc && cur.rows < PAGE_ROWS))
+        if (cur->stop || (!rc && cur->rows < PAGE_ROWS))
             break;
         if (rc && !(dropped && retries-- > 0))
             break;
     }
     pthread_mutex_unlock(&c->lock);
-    return cur.stop ? cur.stop : rc;
+    return cur->stop ? cur->stop : rc;
+}
+
+static int pq_scan(void *state, const char *name, int (*fn)(void *, const pgs_record *),
+                   void *arg)
+{
+    cursor cur = {.name = name, .fn = fn, .arg = arg};
+    return walk(state, &cur);
+}
+
+/* Newest first: each page goes on below the last version seen. */
+static int pq_history(void *state, const pgs_ref *ref, int (*fn)(void *, const pgs_record *),
+                      void *arg)
+{
+    cursor cur = {.ref = ref, .fn = fn, .arg = arg};
+    return walk(state, &cur);
 }
 
 /* ------------------------------------------------------------------------
 ** Writes.
 */
 
+/* The statement of write w, and its parameters. */
+static int write_query(const pgs_write *w, params *p)
+{
+    int q = Q_DELETE;
+    if (w->op == PGS_OP_PUT)
+        params_put(p, w, &q);
+    else
+        params_ref(p, w->ref);
+    return q;
+}
+
 /* One write alone: one autocommitted statement.  A lone DELETE of an
 ** absent ref is PGS_ENOTFOUND (the batch rules). */
 static int write_one(PGconn *pg, const pgs_write *w)
 {
     params p;
-    int q = Q_DELETE;
-    if (w->op == PGS_OP_PUT)
-        params_put(&p, w, &q);
-    else
-        params_ref(&p, w->ref);
+    int q = write_query(w, &p);
     PGresult *r = PQexecPrepared(pg, stmt[q].name, stmt[q].nparams, p.v, p.len, p.fmt, 1);
     int rc = r ? result_rc(r) : PGS_ESTORAGE; /* NULL: not even sent */
     if (!rc && q == Q_DELETE && !strcmp(PQcmdTuples(r), "0"))
@@ -667,11 +760,7 @@ static int write_one(PGconn *pg, const pgs_write *w)
 static int send_write(PGconn *pg, const pgs_write *w)
 {
     params p;
-    int q = Q_DELETE;
-    if (w->op == PGS_OP_PUT)
-        params_put(&p, w, &q);
-    else
-        params_ref(&p, w->ref);
+    int q = write_query(w, &p);
     return PQsendQueryPrepared(pg, stmt[q].name, stmt[q].nparams, p.v, p.len, p.fmt, 1);
 }
 
@@ -750,4 +839,5 @@ const pgs_storage_ops pgsi_postgres_ops = {
     .get = pq_get,
     .batch = pq_batch,
     .scan = pq_scan,
+    .history = pq_history,
 };
