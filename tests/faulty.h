@@ -84,9 +84,18 @@ static int faulty_scan(void *state, const char *name,
     return rc ? rc : pgsi_memory_ops.scan(f->inner, name, fn, arg);
 }
 
+static int faulty_history(void *state, const pgs_ref *ref,
+                          int (*fn)(void *arg, const pgs_record *rec), void *arg)
+{
+    faulty *f = state;
+    int rc = atomic_load(&f->fail_reads);
+    return rc ? rc : pgsi_memory_ops.history(f->inner, ref, fn, arg);
+}
+
 static const pgs_storage_ops faulty_ops __attribute__((unused)) = {
     .version = PGS_STORAGE_VERSION, .scheme = "faulty", .open = faulty_open,
-    .close = faulty_close, .get = faulty_get, .batch = faulty_batch, .scan = faulty_scan};
+    .close = faulty_close, .get = faulty_get, .batch = faulty_batch, .scan = faulty_scan,
+    .history = faulty_history};
 
 static inline faulty *faulty_of(pgs_storage *st)
 {

@@ -23,9 +23,15 @@
 **                       from any thread runs init (threads race for it).
 **   private "priv/T.N" — one thread's own; it also stops, deletes and
 **                       restarts them, and checks ENOTFOUND in between.
-**                       Even N take crashing messages; odd N take
+**                       N = 0 takes crashing messages; odd N take
 **                       messages whose handler says "don't persist", so
 **                       only passivation or a later turn writes them.
+**                       N = 2 and 4 have their state spoiled now and
+**                       then: every message crashes on it until the
+**                       third crash makes the fault policy act, rollback
+**                       (N = 2: the state before the spoiling comes
+**                       back) or park (N = 4: messages get PGS_EPARKED
+**                       until the thread repairs the state it models).
 **   inbox   "inbox/T" — receives thread T's async-call replies.
 **
 ** The seed is printed; `test_race --seed S` replays the same operations
@@ -60,7 +66,12 @@
 #define NTARGETS (NSHARED + NVIRTUAL)
 #define NSENDERS (MAX_THREADS + NSHARED) /* client threads, then relaying servers */
 
-enum op { OP_APPLY = 1, OP_CRASH, OP_GET, OP_RELAY, OP_STOPME, OP_LAZY, OP_RELAY_CRASH };
+enum op { OP_APPLY = 1, OP_CRASH, OP_GET, OP_RELAY, OP_STOPME, OP_LAZY, OP_RELAY_CRASH,
+          OP_SPOIL };
+
+#define ROLLBACK_PRIV 2 /* priv/T.2: fault policy rollback */
+#define PARK_PRIV 4     /* priv/T.4: fault policy park */
+#define MAX_RESTARTS 2  /* for both: the third crash in a row acts */
 
 typedef struct wire {
     uint8_t op;
@@ -85,6 +96,8 @@ typedef struct rstate {
     uint32_t replies;      /* inbox: async replies received */
     uint64_t digest;       /* sum of mix(sender, seq) over client messages */
     uint64_t reply_digest; /* inbox: sum of mix(tag, reply) */
+    uint32_t spoiled;      /* every message but OP_GET crashes */
+    uint32_t pad;
 } rstate;
 
 static uint64_t mix(uint64_t a, uint64_t b)
@@ -133,10 +146,15 @@ static int handle(pgs_ctx *ctx, void *state, const void *msg, size_t len)
     if (w.sender >= NSENDERS || w.relay_to >= NSHARED)
         return PGS_CRASH;
     int r = PGS_PERSIST;
+    if (s->spoiled && w.op != OP_GET)
+        return PGS_CRASH; /* a bad state: the fault policy's business */
     switch (w.op) {
     case OP_GET:
         pgs_reply(ctx, s, sizeof *s);
         return PGS_NOPERSIST;
+    case OP_SPOIL:
+        s->spoiled = 1;
+        break;
     case OP_STOPME:
         return PGS_STOP;
     case OP_LAZY: /* kept in memory: written by a later turn or at passivation */
@@ -208,6 +226,11 @@ typedef struct pmodel {
     int exists;
     uint32_t applied;
     uint64_t digest;
+    uint32_t last_seq;   /* of the thread's last applied message */
+    int spoiled;         /* its stored state is spoiled */
+    int crashes;         /* crashes since it was spoiled */
+    uint32_t good_applied, good_last_seq; /* the state before the spoiling */
+    uint64_t good_digest;
 } pmodel;
 
 typedef struct thread_model {
@@ -233,7 +256,7 @@ typedef struct client {
     int t;
     uint64_t rng;
     uint32_t seq;
-    long calls, casts, crashes, stops;
+    long calls, casts, crashes, stops, policies; /* policies: rollbacks and parks */
 } client;
 
 static uint64_t rnd(uint64_t *s)
@@ -287,6 +310,8 @@ static void call_counted(client *c, const pgs_ref *ref, const wire *w, int want_
 {
     pgs_bytes rep;
     int rc = pgs_call(c->r->rt, ref, w, sizeof *w, &rep, 30000);
+    if (rc != want_rc)
+        FAIL(c, "call %s/%d op %d seq %u", ref->name, ref->key[1], w->op, w->seq);
     expect(c, "call", rc, want_rc);
     if (rc == PGS_OK && want_rc == PGS_OK) {
         uint32_t v = 0;
@@ -339,6 +364,57 @@ static void shared_op(client *c, int x)
     c->casts++;
 }
 
+static int get_state(pgs_runtime *rt, const pgs_ref *ref, rstate *out);
+
+/* Policies of the private servers (pgs_start's options). */
+static const pgs_server_opts priv_opts[NPRIV] = {
+    [ROLLBACK_PRIV] = {.fault_policy = PGS_POLICY_ROLLBACK, .max_restarts = MAX_RESTARTS,
+                       .history = 3},
+    [PARK_PRIV] = {.fault_policy = PGS_POLICY_PARK, .max_restarts = MAX_RESTARTS},
+};
+
+/* The state the thread models, for pgs_repair: private servers hear only
+** from their thread. */
+static void modelled_state(const client *c, const pmodel *pm, rstate *s)
+{
+    memset(s, 0, sizeof *s);
+    s->applied[c->t] = pm->applied;
+    s->last_seq[c->t] = pm->last_seq;
+    s->digest = pm->digest;
+    s->inits = 1;
+}
+
+/* A message to a spoiled server (as a call or a cast): it crashes, and the
+** third crash makes the policy act.  Per-sender order makes the count
+** exact even for casts: the thread's later messages queue behind them. */
+static void spoiled_msg(client *c, pmodel *pm, const pgs_ref *ref, wire *w, int as_call)
+{
+    pgs_runtime *rt = c->r->rt;
+    if (as_call) {
+        call_counted(c, ref, w, PGS_ECRASH, 0);
+    } else {
+        expect(c, "cast", pgs_cast(rt, ref, w, sizeof *w), PGS_OK);
+        c->casts++;
+    }
+    c->crashes++;
+    if (++pm->crashes <= MAX_RESTARTS)
+        return;
+    /* Rolled back (or, parked, repaired below) to the state before. */
+    pm->applied = pm->good_applied;
+    pm->digest = pm->good_digest;
+    pm->last_seq = pm->good_last_seq;
+    pm->spoiled = pm->crashes = 0;
+    c->policies++;
+    if (ref->key[1] != PARK_PRIV)
+        return;
+    wire g = {.op = OP_APPLY, .sender = w->sender, .seq = w->seq};
+    if (rnd(&c->rng) % 2) /* parked meanwhile: refused, not applied */
+        call_counted(c, ref, &g, PGS_EPARKED, 0);
+    rstate good;
+    modelled_state(c, pm, &good);
+    expect(c, "repair", pgs_repair(rt, ref, &good, sizeof good, 30000), PGS_OK);
+}
+
 /* One operation on one of the thread's private servers. */
 static void priv_op(client *c, int i)
 {
@@ -349,13 +425,18 @@ static void priv_op(client *c, int i)
     unsigned p = (unsigned)(rnd(&c->rng) % 100);
     int rc;
     if (p < 10) {
-        rc = pgs_start(rt, "priv", ref.key, ref.key_len, "a", 1, NULL, NULL);
+        rc = pgs_start(rt, "priv", ref.key, ref.key_len, "a", 1, &priv_opts[i], NULL);
+        if (rc)
+            FAIL(c, "start priv/%d: spoiled %d crashes %d", i, pm->spoiled, pm->crashes);
         expect(c, "start", rc, PGS_OK);
         if (!pm->exists)
             *pm = (pmodel){.exists = 1};
+    } else if (pm->exists && pm->spoiled && p >= 14 && p < 18) {
+        w.op = OP_STOPME; /* it crashes on the spoiled state instead */
+        spoiled_msg(c, pm, &ref, &w, 1);
     } else if (p < 14 || (p < 18 && !pm->exists)) {
         expect(c, "stop", pgs_stop(rt, &ref, 30000), pm->exists ? PGS_OK : PGS_ENOTFOUND);
-        pm->exists = 0;
+        *pm = (pmodel){0}; /* a stop wipes it, crash record and all */
         c->stops++;
     } else if (p < 18) {
         w.op = OP_STOPME; /* the handler stops itself: an empty reply */
@@ -365,18 +446,33 @@ static void priv_op(client *c, int i)
         if (rep.len)
             FAIL(c, "stop-me: reply of %zu bytes", rep.len);
         pgs_bytes_free(&rep);
-        pm->exists = 0;
+        *pm = (pmodel){0};
         c->stops++;
     } else if (p < 21) {
         expect(c, "delete", pgs_delete(rt, &ref, 30000), pm->exists ? PGS_OK : PGS_ENOTFOUND);
-        pm->exists = 0;
-    } else if (p < 27 && i % 2 == 0) {
+        *pm = (pmodel){0};
+    } else if (p < 27 && i == 0) {
         w.op = OP_CRASH;
         call_counted(c, &ref, &w, pm->exists ? PGS_ECRASH : PGS_ENOTFOUND, 0);
+    } else if (p < 24 && (i == ROLLBACK_PRIV || i == PARK_PRIV) && !pm->spoiled) {
+        /* First a read: its reply waits until the server's writes are
+        ** durable, so the spoiling cannot coalesce with the last good
+        ** turn into one stored version (rollback goes back a version). */
+        rstate now;
+        expect(c, "get", get_state(rt, &ref, &now), pm->exists ? PGS_OK : PGS_ENOTFOUND);
+        w.op = OP_SPOIL; /* writes a new version: the bad one */
+        call_counted(c, &ref, &w, pm->exists ? PGS_OK : PGS_ENOTFOUND, pm->applied);
+        pm->spoiled = pm->exists;
+        pm->good_applied = pm->applied;
+        pm->good_digest = pm->digest;
+        pm->good_last_seq = pm->last_seq;
+    } else if (pm->exists && pm->spoiled) {
+        spoiled_msg(c, pm, &ref, &w, p < 60);
     } else {
         if (pm->exists) {
             pm->applied++;
             pm->digest += mix(w.sender, w.seq);
+            pm->last_seq = w.seq;
         }
         if (i % 2 && p % 2)
             w.op = OP_LAZY;
@@ -553,6 +649,7 @@ static int open_runtime(pgs_storage *st, pgs_runtime **rt)
     o.workers = 2;
     o.idle_timeout_ms = 1;
     o.default_call_timeout_ms = 30000;
+    o.backoff_max_ms = 1; /* crashes are many here: the backoff has tests of its own */
     int rc = pgs_open(rt, NULL, &o);
     const pgs_behaviour *all[] = {&race_b, &vrace_b, &priv_b, &inbox_b};
     for (size_t i = 0; !rc && i < sizeof all / sizeof *all; i++)
@@ -674,13 +771,14 @@ static int run_once(uint64_t seed, int threads, long ops, const char *kind)
         cl[t] = (client){.r = r, .t = t, .rng = seed * 1000003u + (uint64_t)t};
         REQUIRE(pthread_create(&th[t], NULL, client_main, &cl[t]) == 0);
     }
-    long calls = 0, casts = 0, crashes = 0, stops = 0;
+    long calls = 0, casts = 0, crashes = 0, stops = 0, policies = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(th[t], NULL);
         calls += cl[t].calls;
         casts += cl[t].casts;
         crashes += cl[t].crashes;
         stops += cl[t].stops;
+        policies += cl[t].policies;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
 
@@ -696,10 +794,10 @@ static int run_once(uint64_t seed, int threads, long ops, const char *kind)
 
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     fprintf(stderr,
-            "seed %" PRIu64 ": %.2fs, %ld calls, %ld sends, %ld crashing, %ld stops; "
-            "%" PRIu64 " activations, %" PRIu64 " passivations: %s\n",
-            seed, secs, calls, casts, crashes, stops, stats.activations, stats.passivations,
-            ok ? "ok" : "FAILED");
+            "seed %" PRIu64 ": %.2fs, %ld calls, %ld sends, %ld crashing, %ld stops, "
+            "%ld rollbacks or parks; %" PRIu64 " activations, %" PRIu64 " passivations: %s\n",
+            seed, secs, calls, casts, crashes, stops, policies, stats.activations,
+            stats.passivations, ok ? "ok" : "FAILED");
     /* With a 1 ms idle timeout passivation must have raced with the load,
     ** or the run proved nothing. */
     if (stats.passivations < (uint64_t)(calls + casts) / 50) {
