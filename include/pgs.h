@@ -448,8 +448,8 @@ enum pgs_storage_flags { PGS_STORAGE_INLINE = 1 };
 /* A storage handle: an adapter plus its open state.  Opaque. */
 typedef struct pgs_storage pgs_storage;
 
-/* Opens storage from a URL: a built-in engine ("memory:", "sqlite:PATH"
-** with the options pgs_open lists), or, when `ops` is not NULL, any URL
+/* Opens storage from a URL: a built-in engine (memory:, sqlite:, lmdb:,
+** postgresql://, with the options pgs_open lists), or, when `ops` is not NULL, any URL
 ** that adapter understands.  *out is owned by the caller:
 ** pgs_storage_close().  Errors: PGS_EINVAL, PGS_EURL, PGS_EVERSION (ops),
 ** PGS_ENOMEM, and the adapter's own (PGS_EBUSY: in use by another
@@ -507,11 +507,18 @@ PGS_API void pgs_options_init(pgs_options *opts);
 #define PGS_DEFAULT_URL "sqlite:pgs.db"
 
 /* Opens a runtime on the storage named by `url` (or opts->storage; with
-** neither, PGS_DEFAULT_URL).  URLs: "memory:" (in this process only, gone
-** at close), "sqlite:PATH[?synchronous=full|normal|off][&max_size=BYTES]"
-** (WAL; synchronous=full by default; max_size bounds the file, beyond it
-** writes fail with PGS_ENOSPC).  opts may be
-** NULL for the defaults.  *out is owned by the caller and released by
+** neither, PGS_DEFAULT_URL).  URLs:
+**   "memory:"  in this process only, gone at close.
+**   "sqlite:PATH[?synchronous=full|normal|off][&max_size=BYTES]"  WAL;
+**       synchronous=full by default; max_size bounds the file, beyond it
+**       writes fail with PGS_ENOSPC.  One process at a time.
+**   "lmdb:DIR[?map_size=BYTES][&max_size=BYTES][&sync=full|nosync]"  the
+**       map grows (doubling) up to max_size, then PGS_ENOSPC.  One
+**       process at a time.
+**   "postgresql://[user[:pw]@]host[:port]/db[?libpq parameters]"  (also
+**       "postgres://")  any libpq URI; tables made if missing; several
+**       processes and machines may share the database.
+** opts may be NULL for the defaults.  *out is owned by the caller and released by
 ** pgs_close(); on failure it is set to NULL.  Errors: PGS_EINVAL,
 ** PGS_EVERSION, PGS_EURL, PGS_ENOMEM, PGS_ESTORAGE, PGS_EBUSY (the store
 ** is open in another process).  Any thread. */

@@ -563,9 +563,7 @@ int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
         pgs_server_opts o = s->opts;
         merge_opts(&o, &m->opts);
         pgsi_apply_opts(s, &o);
-        if (s->idle_ms != PGS_IDLE_NEVER) /* a shorter timeout applies now */
-            pgsi_timer_wake(rt, s->beh, &ctx->self,
-                            pgsi_now_ns() + ((int64_t)s->idle_ms + 1) * 1000000);
+        s->rearm = 1; /* a new idle timeout applies from this release */
     } else if (m->kind == M_REPAIR) {
         rc = replace_state(rt, s, ctx, m->data, m->len, s->beh->b->schema_version);
     } else if (m->kind == M_ROLLBACK) {

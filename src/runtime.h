@@ -66,6 +66,7 @@ struct server {
     /* Owner only: */
     uint8_t dirty;
     uint8_t parked;         /* loaded for an operator action while parked */
+    uint8_t rearm;          /* its idle timeout changed: re-arm at release */
     uint8_t streak;         /* crashes since the last turn that did not: the
                                backoff grows with it */
     _Atomic uint8_t loaded; /* written by the owner, read by anyone */
@@ -404,6 +405,7 @@ int pgsi_timer_start(pgs_runtime *rt);
 void pgsi_timer_stop(pgs_runtime *rt);
 void pgsi_timer_free(pgs_runtime *rt);
 void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held, !in_timer */
+void pgsi_idle_rearm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held */
 /* At `deadline` (ns, monotonic), pgsi_wake_due(b, ref). */
 int pgsi_timer_wake(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int64_t deadline);
 int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t delay_ms,

@@ -179,9 +179,14 @@ static int release_locked(pgs_runtime *rt, shard *sh, server *s)
             return pgsi_release_idle(rt, sh, s); /* else its last write takes it out */
         }
         s->last_active = pgsi_now_ns();
-        if (!s->in_timer && s->idle_ms != PGS_IDLE_NEVER &&
-            !atomic_load_explicit(&rt->closing, memory_order_relaxed))
-            pgsi_idle_arm(rt, s, s->last_active + (int64_t)s->idle_ms * 1000000);
+        int64_t due = s->last_active + (int64_t)s->idle_ms * 1000000;
+        int arm = s->idle_ms != PGS_IDLE_NEVER &&
+                  !atomic_load_explicit(&rt->closing, memory_order_relaxed);
+        if (arm && s->rearm) /* pgs_reconfigure changed the timeout */
+            pgsi_idle_rearm(rt, s, due);
+        else if (arm && !s->in_timer)
+            pgsi_idle_arm(rt, s, due);
+        s->rearm = 0;
         return 0;
     }
     if (backing_off(rt, s))

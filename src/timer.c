@@ -301,6 +301,25 @@ int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t d
     return PGS_OK;
 }
 
+/* Moves s's idle entry to `deadline` (an idle timeout was changed).  An
+** entry the timer thread has already popped is left to pgsi_idle_due,
+** which reads the new timeout anyway. */
+void pgsi_idle_rearm(pgs_runtime *rt, server *s, int64_t deadline)
+{
+    if (!s->in_timer) {
+        pgsi_idle_arm(rt, s, deadline);
+        return;
+    }
+    pthread_mutex_lock(&rt->t_lock);
+    uint32_t i = s->idle.idx;
+    if (i < rt->heap_len && rt->heap[i] == &s->idle) {
+        heap_remove_at(rt, i);
+        s->idle.deadline = deadline;
+        heap_push(rt, &s->idle); /* room: one was just freed */
+    }
+    pthread_mutex_unlock(&rt->t_lock);
+}
+
 int pgsi_timer_wake(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int64_t deadline)
 {
     tentry *e = malloc(sizeof *e);

@@ -43,7 +43,8 @@ const pgs_storage_ops *pgsi_storage_builtin(const char *url)
         if (strlen(s) == n && strncasecmp(url, s, n) == 0)
             return builtins[i];
     }
-    return NULL;
+    /* libpq takes both spellings of its scheme. */
+    return n == 8 && strncasecmp(url, "postgres", 8) == 0 ? &pgsi_postgres_ops : NULL;
 }
 
 /* Adapters return PGS codes; anything else is reported as a storage error. */
