@@ -32,6 +32,12 @@ extern const pgs_storage_ops pgsi_sqlite_ops;
 extern const pgs_storage_ops pgsi_lmdb_ops;
 extern const pgs_storage_ops pgsi_postgres_ops;
 const pgs_storage_ops *pgsi_storage_builtin(const char *url);
+/* Splits a file engine's URL "scheme:PATH?name=value&...": param(arg, p,
+** n) gets each "name=value" (non-zero: refused); *path receives a malloc'd
+** copy of PATH, or of dflt when it is empty.  PGS_OK, PGS_EURL or
+** PGS_ENOMEM. */
+int pgsi_url_split(const char *url, const char *scheme, const char *dflt, char **path,
+                   int (*param)(void *arg, const char *p, size_t n), void *arg);
 /* 1 if st's adapter keeps history (pgs_write.keep is honoured). */
 int pgsi_storage_has_history(const pgs_storage *st);
 

@@ -8,6 +8,7 @@
 ** bad URLs and unwritable places refused.
 */
 #include "conformance.c"
+#include "filestore.h"
 #include "tcounter.h"
 
 #include <lmdb.h>
@@ -35,54 +36,6 @@ static pgs_record plain_rec(pgs_ref *ref, const char *name, const char *key, uin
     rec.state = state;
     rec.state_len = state_len;
     return rec;
-}
-
-static void survives_reopen(void)
-{
-    pgs_storage *st;
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pgs_ref ref;
-    pgs_record v1 = plain_rec(&ref, "lm-reopen", "k", 1, "hello", 5);
-    pgs_storage_del(st, &ref);
-    REQUIRE_OK(pgs_storage_put(st, &v1, 0));
-    pgs_record v2 = plain_rec(&ref, "lm-reopen", "k", 2, "hello", 5);
-    REQUIRE_OK(pgs_storage_put(st, &v2, 1));
-    pgs_storage_close(st);
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pgs_record *got = NULL;
-    CHECK_EQ(pgs_storage_get(st, &ref, &got), PGS_OK);
-    if (got) {
-        CHECK_EQ(got->version, 2);
-        CHECK(got->state_len == 5 && memcmp(got->state, "hello", 5) == 0);
-    }
-    free(got);
-    pgs_storage_close(st);
-}
-
-static void store_in_use_is_busy(void)
-{
-    pgs_storage *st;
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pid_t pid = fork();
-    if (pid == 0) {
-        pgs_storage *other = NULL;
-        int rc = pgs_storage_open(&other, url, NULL);
-        _exit(rc == PGS_EBUSY ? 0 : 1);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    pgs_storage_close(st);
-    /* Closed: another process may have it now. */
-    pid = fork();
-    if (pid == 0) {
-        pgs_storage *other = NULL;
-        int rc = pgs_storage_open(&other, url, NULL);
-        pgs_storage_close(other);
-        _exit(rc == PGS_OK ? 0 : 1);
-    }
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void bad_urls_and_places_are_refused(void)
@@ -457,8 +410,7 @@ int main(void)
     REQUIRE(mkdtemp(dir));
     snprintf(url, sizeof url, "lmdb:%s/store", dir);
     int failures = pgs_conformance_run(url, NULL);
-    RUN(survives_reopen);
-    RUN(store_in_use_is_busy);
+    store_in_use_is_busy_at(url); /* one process at a time */
     RUN(bad_urls_and_places_are_refused);
     RUN(tiny_map_grows);
     RUN(full_store_fails_writes_cleanly);

@@ -5,6 +5,7 @@
 ** unwritable location refused with a clear error.
 */
 #include "conformance.c"
+#include "filestore.h"
 #include "tcounter.h"
 
 #include <sqlite3.h>
@@ -14,53 +15,6 @@
 
 static char dir[] = "/tmp/pgs-sqlite-XXXXXX";
 static char url[256];
-
-static void put_one(pgs_storage *st, const char *key, uint64_t expected)
-{
-    pgs_record rec = {0};
-    REQUIRE_OK(pgs_ref_make(&rec.ref, "conf-reopen", key, strlen(key)));
-    rec.version = expected + 1;
-    rec.state = "hello";
-    rec.state_len = 5;
-    REQUIRE_OK(pgs_storage_put(st, &rec, expected));
-}
-
-static void survives_reopen(void)
-{
-    pgs_storage *st;
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pgs_ref ref;
-    pgs_ref_make(&ref, "conf-reopen", "k", 1);
-    pgs_storage_del(st, &ref);
-    put_one(st, "k", 0);
-    put_one(st, "k", 1);
-    pgs_storage_close(st);
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pgs_record *got = NULL;
-    CHECK_EQ(pgs_storage_get(st, &ref, &got), PGS_OK);
-    if (got) {
-        CHECK_EQ(got->version, 2);
-        CHECK(got->state_len == 5 && memcmp(got->state, "hello", 5) == 0);
-    }
-    free(got);
-    pgs_storage_close(st);
-}
-
-static void store_in_use_is_busy(void)
-{
-    pgs_storage *st;
-    REQUIRE_OK(pgs_storage_open(&st, url, NULL));
-    pid_t pid = fork();
-    if (pid == 0) {
-        pgs_storage *other = NULL;
-        int rc = pgs_storage_open(&other, url, NULL);
-        _exit(rc == PGS_EBUSY ? 0 : 1);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    pgs_storage_close(st);
-}
 
 static void unwritable_location_is_refused(void)
 {
@@ -173,8 +127,7 @@ int main(void)
     REQUIRE(mkdtemp(dir));
     snprintf(url, sizeof url, "sqlite:%s/store.db", dir);
     int failures = pgs_conformance_run(url, NULL);
-    RUN(survives_reopen);
-    RUN(store_in_use_is_busy);
+    store_in_use_is_busy_at(url); /* one process at a time */
     RUN(unwritable_location_is_refused);
     RUN(full_store_fails_writes_cleanly);
     RUN(schema_versions);

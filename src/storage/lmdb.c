@@ -172,8 +172,9 @@ static int parse_size(const char *v, size_t n, size_t *out)
 }
 
 /* One "name=value" of the query string. */
-static int parse_param(const char *p, size_t n, settings *cfg)
+static int parse_param(void *arg, const char *p, size_t n)
 {
+    settings *cfg = arg;
     if (n > 9 && !strncasecmp(p, "map_size=", 9))
         return parse_size(p + 9, n - 9, &cfg->map_size);
     if (n > 9 && !strncasecmp(p, "max_size=", 9))
@@ -204,27 +205,13 @@ static int resolve_sizes(settings *cfg)
 /* Splits "lmdb:DIR?map_size=N&max_size=N&sync=X" into its settings. */
 static int parse_url(const char *url, settings *cfg)
 {
-    if (strncasecmp(url, "lmdb:", 5) != 0)
-        return PGS_EURL;
-    const char *p = url + 5, *q = strchr(p, '?');
-    size_t n = q ? (size_t)(q - p) : strlen(p);
     *cfg = (settings){0};
-    while (q && *q) {
-        const char *param = q + 1, *amp = strchr(param, '&');
-        size_t len = amp ? (size_t)(amp - param) : strlen(param);
-        if (parse_param(param, len, cfg))
-            return PGS_EURL;
-        q = amp;
+    int rc = pgsi_url_split(url, "lmdb", "pgs.lmdb", &cfg->dir, parse_param, cfg);
+    if (!rc && resolve_sizes(cfg)) {
+        free(cfg->dir);
+        rc = PGS_EURL;
     }
-    if (resolve_sizes(cfg))
-        return PGS_EURL;
-    if (!n) {
-        p = "pgs.lmdb";
-        n = 8;
-    }
-    if (!(cfg->dir = strndup(p, n)))
-        return PGS_ENOMEM;
-    return PGS_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------

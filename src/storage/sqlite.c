@@ -201,8 +201,9 @@ static int check_schema(conn *c)
 */
 
 /* One "name=value" of the query string. */
-static int parse_param(const char *p, size_t n, settings *cfg)
+static int parse_param(void *arg, const char *p, size_t n)
 {
+    settings *cfg = arg;
     static const char *const syncs[][2] = {{"full", "FULL"}, {"normal", "NORMAL"}, {"off", "OFF"}};
     if (n > 12 && !strncasecmp(p, "synchronous=", 12)) {
         for (size_t i = 0; i < sizeof syncs / sizeof syncs[0]; i++)
@@ -226,25 +227,8 @@ static int parse_param(const char *p, size_t n, settings *cfg)
 /* Splits "sqlite:PATH?synchronous=X&max_size=N" into its settings. */
 static int parse_url(const char *url, settings *cfg)
 {
-    if (strncasecmp(url, "sqlite:", 7) != 0)
-        return PGS_EURL;
-    const char *p = url + 7, *q = strchr(p, '?');
-    size_t n = q ? (size_t)(q - p) : strlen(p);
     *cfg = (settings){.sync = "FULL"};
-    while (q && *q) {
-        const char *param = q + 1, *amp = strchr(param, '&');
-        size_t len = amp ? (size_t)(amp - param) : strlen(param);
-        if (parse_param(param, len, cfg))
-            return PGS_EURL;
-        q = amp;
-    }
-    if (!n) {
-        p = "pgs.db";
-        n = 6;
-    }
-    if (!(cfg->path = strndup(p, n)))
-        return PGS_ENOMEM;
-    return PGS_OK;
+    return pgsi_url_split(url, "sqlite", "pgs.db", &cfg->path, parse_param, cfg);
 }
 
 /* One process per store: an exclusive lock on PATH-pgs.lock. */

@@ -47,6 +47,24 @@ const pgs_storage_ops *pgsi_storage_builtin(const char *url)
     return n == 8 && strncasecmp(url, "postgres", 8) == 0 ? &pgsi_postgres_ops : NULL;
 }
 
+int pgsi_url_split(const char *url, const char *scheme, const char *dflt, char **path,
+                   int (*param)(void *arg, const char *p, size_t n), void *arg)
+{
+    size_t sl = strlen(scheme);
+    if (strncasecmp(url, scheme, sl) != 0 || url[sl] != ':')
+        return PGS_EURL;
+    const char *p = url + sl + 1, *q = strchr(p, '?');
+    size_t n = q ? (size_t)(q - p) : strlen(p);
+    while (q && *q) {
+        const char *one = q + 1, *amp = strchr(one, '&');
+        if (param(arg, one, amp ? (size_t)(amp - one) : strlen(one)))
+            return PGS_EURL;
+        q = amp;
+    }
+    *path = n ? strndup(p, n) : strdup(dflt);
+    return *path ? PGS_OK : PGS_ENOMEM;
+}
+
 /* Adapters return PGS codes; anything else is reported as a storage error. */
 static int adapter_rc(int rc)
 {
