@@ -214,6 +214,10 @@ typedef struct pgs_server_opts {
                                  rollback); 0: inherit (none, but 3 under
                                  PGS_POLICY_ROLLBACK); PGS_HISTORY_NONE: none */
     uint32_t restart_window_ms; /* 0: inherit (60000) */
+    uint8_t history_messages; /* 1: store with each version the message whose
+                                 turn made it (pgs_record_cause), so history
+                                 reads message -> state; 2: don't; 0: inherit
+                                 (don't) */
 } pgs_server_opts;
 
 /* ------------------------------------------------------------------------
@@ -376,6 +380,13 @@ PGS_API int pgs_record_encode(const pgs_record *rec, pgs_bytes *out);
 ** PGS_ECORRUPT if anything is off, never a wrong record.  Errors:
 ** PGS_EINVAL, PGS_ECORRUPT, PGS_ENOMEM. */
 PGS_API int pgs_record_decode(const void *data, size_t len, pgs_record **out);
+
+/* The message whose turn produced this version of a server's record, if
+** its server keeps history messages: *kind 1 call, 2 cast, 3 info; *msg
+** points into rec->options (valid while rec is).  When turns of a server
+** coalesce into one write, it is the last one's.  Errors: PGS_ENOTFOUND
+** (none stored), PGS_ECORRUPT, PGS_EINVAL. */
+PGS_API int pgs_record_cause(const pgs_record *rec, int *kind, const void **msg, size_t *len);
 
 enum pgs_write_op { PGS_OP_PUT = 1, PGS_OP_DELETE = 2 };
 

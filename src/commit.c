@@ -50,7 +50,7 @@
 #define MAX_BATCH 1024
 
 /* ------------------------------------------------------------------------
-** Write requests.  A wreq's bytes (args, then state) live in its inline
+** Write requests.  A wreq's bytes (args, state, then options) live in its inline
 ** room or, when larger, in a buffer of their own, so a pending wreq can
 ** grow without moving: the queue links it.
 */
@@ -84,11 +84,11 @@ static void wreq_fill(wreq *w, const pgs_record *rec)
     w->op = PGS_OP_PUT;
     w->rec = *rec;
     w->rec.version = w->base + 1;
-    memcpy(w->opts, rec->options, rec->options_len);
-    w->rec.options = rec->options_len ? w->opts : NULL;
     w->rec.args = rec->args_len ? memcpy(p, rec->args, rec->args_len) : NULL;
     p += rec->args_len;
     w->rec.state = rec->state_len ? memcpy(p, rec->state, rec->state_len) : NULL;
+    p += rec->state_len;
+    w->rec.options = rec->options_len ? memcpy(p, rec->options, rec->options_len) : NULL;
 }
 
 static void queue_push(pgs_runtime *rt, wreq *w)
@@ -154,9 +154,7 @@ static int pending_with_room(pgs_runtime *rt, server *s, size_t need)
 static int submit(pgs_runtime *rt, server *s, const pgs_record *rec, const pgs_ref *ref,
                   int async)
 {
-    size_t need = rec ? rec->args_len + rec->state_len : 0;
-    if (rec && rec->options_len > PGSI_OPTS_LEN)
-        return PGS_EINVAL;
+    size_t need = rec ? rec->args_len + rec->state_len + rec->options_len : 0;
     int rc = pending_with_room(rt, s, need);
     if (rc)
         return rc;

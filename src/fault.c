@@ -66,6 +66,11 @@ uint32_t pgsi_keep(const server *s)
     return h == PGS_HISTORY_NONE ? 0 : h;
 }
 
+int pgsi_keeps_messages(const server *s)
+{
+    return EFFECTIVE(s, history_messages, 2) == 1;
+}
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -426,7 +431,7 @@ static int restore_version(pgs_runtime *rt, server *s, pgs_ctx *ctx, uint64_t ve
 ** the policy must have landed before anything reads the crash count. */
 static int rewrite(pgs_runtime *rt, server *s, pgs_ctx *ctx)
 {
-    int rc = pgsi_write(rt, s, &ctx->self, 0);
+    int rc = pgsi_write(rt, s, &ctx->self, 0, NULL);
     return rc ? rc : pgsi_wait_durable(rt, s, &ctx->self);
 }
 
@@ -554,6 +559,7 @@ static void merge_opts(pgs_server_opts *to, const pgs_server_opts *from)
     if (from->max_restarts) to->max_restarts = from->max_restarts;
     if (from->history) to->history = from->history;
     if (from->restart_window_ms) to->restart_window_ms = from->restart_window_ms;
+    if (from->history_messages) to->history_messages = from->history_messages;
 }
 
 int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
@@ -575,7 +581,7 @@ int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
         return rc;
     if (m->kind != M_RECONF)
         s->parked = 0;
-    if ((rc = pgsi_write(rt, s, &ctx->self, 0)))
+    if ((rc = pgsi_write(rt, s, &ctx->self, 0, NULL)))
         return rc;
     if (m->kind != M_RECONF)
         clear_count(rt, &ctx->self);

@@ -51,6 +51,9 @@ void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PG
 ** bytes at all (a record written by a tool) means every option inherits
 ** and the server is not parked. */
 int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *parked);
+/* Writes a record's cause (kind, message) to out (if not NULL), to follow
+** the options; returns its size. */
+size_t pgsi_cause_encode(int kind, const void *msg, size_t len, unsigned char *out);
 /* Non-zero if o holds a value pgs does not know. */
 int pgsi_opts_check(const pgs_server_opts *o);
 

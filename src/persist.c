@@ -146,20 +146,38 @@ static int encode_state(server *s, pgs_buf *buf, size_t max, const void **data,
 
 /* Queues s's state as its next version (commit.c), or writes it now on an
 ** inline engine. */
-int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async)
+/* The options as stored, with the cause when s keeps history messages:
+** in `small`, or malloc'd into *big. */
+static int encode_meta(server *s, const msg *cause, unsigned char small[PGSI_OPTS_LEN],
+                       unsigned char **big, pgs_record *rec)
 {
-    unsigned char opts[PGSI_OPTS_LEN];
+    unsigned char *out = small;
+    size_t n = PGSI_OPTS_LEN;
+    if (cause && pgsi_keeps_messages(s)) {
+        n += pgsi_cause_encode(cause->kind, NULL, cause->len, NULL);
+        if (!(out = *big = malloc(n)))
+            return PGS_ENOMEM;
+        pgsi_cause_encode(cause->kind, cause->data, cause->len, out + PGSI_OPTS_LEN);
+    }
+    pgsi_opts_encode(&s->opts, s->parked, out);
+    rec->options = out;
+    rec->options_len = n;
+    return PGS_OK;
+}
+
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async, const msg *cause)
+{
+    unsigned char opts[PGSI_OPTS_LEN], *big = NULL;
     pgs_buf buf = {0};
     pgs_record rec = {.ref = *ref};
     int rc = encode_state(s, &buf, rt->opts.max_message_size, &rec.state, &rec.state_len);
+    if (!rc)
+        rc = encode_meta(s, cause, opts, &big, &rec);
     if (!rc) {
-        pgsi_opts_encode(&s->opts, s->parked, opts);
         rec.version = s->version + 1;
         rec.schema_version = s->beh->b->schema_version;
         rec.args = s->args;
         rec.args_len = s->args_len;
-        rec.options = opts;
-        rec.options_len = sizeof opts;
         pgs_write w = {.op = PGS_OP_PUT, .record = &rec, .expected_version = s->version,
                        .keep = pgsi_keep(s)};
         if (!rt->inline_writes) {
@@ -171,6 +189,7 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async)
         }
     }
     pgsi_buf_free(&buf);
+    free(big);
     if (!rc)
         s->dirty = 0;
     return rc;

@@ -159,8 +159,7 @@ struct wreq {
     uint32_t keep;       /* PUT: older versions to keep (pgs_write.keep) */
     held *held_head, *held_tail; /* outputs released when it is durable */
     pgs_record rec;      /* PUT: the record; DELETE: rec.ref */
-    unsigned char opts[PGSI_OPTS_LEN];
-    unsigned char *data; /* args then state: room[] or malloc'd */
+    unsigned char *data; /* args, state, options: room[] or malloc'd */
     size_t cap;
     unsigned char room[96];
 };
@@ -341,7 +340,9 @@ int pgsi_decode_state(server *s, const void *data, size_t len, uint32_t schema);
 int pgsi_init_state(pgs_runtime *rt, pgs_ctx *ctx, server *s, const void *args,
                     size_t args_len, const pgs_server_opts *opts);
 /* Queues the state's next version (async: the outputs need not wait). */
-int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async);
+/* cause: the message whose turn made this state (stored with it when the
+** server keeps history messages), or NULL. */
+int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async, const msg *cause);
 /* Queues the record's deletion. */
 int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref);
 /* For an unloaded server: PGS_ENOTFOUND if it has no record, else queues
@@ -384,6 +385,8 @@ int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int sta
 int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m);
 /* Older versions s keeps in storage (0: none). */
 uint32_t pgsi_keep(const server *s);
+/* 1 if s stores with each version the message that made it. */
+int pgsi_keeps_messages(const server *s);
 /* Deletes ref's crash record (its server was deleted or wiped). */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);
 /* The public reads and takes, after api.c checked their arguments. */

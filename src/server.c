@@ -227,7 +227,7 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
 {
     int rc = PGS_OK;
     if (s->lifecycle == PGS_PERMANENT && reason == PGS_REASON_STOP) {
-        if (s->dirty && (rc = pgsi_write(rt, s, &ctx->self, 0)))
+        if (s->dirty && (rc = pgsi_write(rt, s, &ctx->self, 0, NULL)))
             return rc;
         pgsi_unload(rt, s, ctx, reason);
         pgsi_monitor_event(rt, &ctx->self, s->hash, PGS_EVENT_STOP);
@@ -243,13 +243,13 @@ static int stop(pgs_runtime *rt, server *s, pgs_ctx *ctx, int reason)
 }
 
 /* Writes the state as the write mode says. */
-static int persist(pgs_runtime *rt, server *s, pgs_ctx *ctx)
+static int persist(pgs_runtime *rt, server *s, pgs_ctx *ctx, const msg *m)
 {
     if (s->write_mode == PGS_WRITE_ON_PASSIVATE) {
         s->dirty = 1;
         return PGS_OK;
     }
-    return pgsi_write(rt, s, &ctx->self, s->write_mode == PGS_WRITE_ASYNC);
+    return pgsi_write(rt, s, &ctx->self, s->write_mode == PGS_WRITE_ASYNC, m);
 }
 
 /* Runs init for a server that has no record, and writes it. */
@@ -259,7 +259,7 @@ static int create(pgs_runtime *rt, server *s, pgs_ctx *ctx, const void *args,
     int rc = pgsi_init_state(rt, ctx, s, args, len, opts);
     if (rc)
         return rc;
-    if ((rc = pgsi_write(rt, s, &ctx->self, 0)))
+    if ((rc = pgsi_write(rt, s, &ctx->self, 0, NULL)))
         pgsi_unload(rt, s, ctx, PGS_REASON_CRASH);
     return rc;
 }
@@ -317,12 +317,12 @@ static int invoke(server *s, pgs_ctx *ctx, msg *m)
 }
 
 /* What the handler's result does.  Returns the message's status. */
-static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, int r)
+static int after_handler(pgs_runtime *rt, server *s, pgs_ctx *ctx, const msg *m, int r)
 {
     int rc;
     switch (r) {
     case PGS_PERSIST:
-        if ((rc = persist(rt, s, ctx)) == PGS_ECALLBACK || rc == PGS_ETOOBIG)
+        if ((rc = persist(rt, s, ctx, m)) == PGS_ECALLBACK || rc == PGS_ETOOBIG)
             crash(rt, s, ctx); /* encode failed: the behaviour's fault */
         else if (rc)           /* no memory, or an inline engine failed */
             pgsi_unload(rt, s, ctx, PGS_REASON_CRASH); /* drop what was not written */
@@ -369,7 +369,7 @@ static int attempt(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
     int r = invoke(s, ctx, m);
     if (r == -1) /* a call to a behaviour without handle_call */
         return PGS_ENOTSUP;
-    return after_handler(rt, s, ctx, r);
+    return after_handler(rt, s, ctx, m, r);
 }
 
 static void drop_msgs(msg *m);
@@ -597,7 +597,7 @@ static void passivate(pgs_runtime *rt, server *s, int reason)
     pgsi_ref_of(s, &ctx.self);
     pgsi_set_ctx(&ctx);
     int rc = PGS_OK;
-    if (s->dirty && (rc = pgsi_write(rt, s, &ctx.self, 0)) == PGS_OK)
+    if (s->dirty && (rc = pgsi_write(rt, s, &ctx.self, 0, NULL)) == PGS_OK)
         rc = pgsi_wait_durable(rt, s, &ctx.self);
     if (rc == PGS_OK) {
         pgsi_unload(rt, s, &ctx, reason);
@@ -939,7 +939,7 @@ int pgsi_passivate_all(pgs_runtime *rt)
             pgs_ref ref;
             pgsi_ref_of(s, &ref);
             if (atomic_load_explicit(&s->loaded, memory_order_relaxed) && s->dirty &&
-                pgsi_write(rt, s, &ref, 0) == PGS_OK)
+                pgsi_write(rt, s, &ref, 0, NULL) == PGS_OK)
                 s->dirty = 0;
             s->hnext = all;
             all = s;

@@ -111,10 +111,13 @@ int pgs_buf_append(pgs_buf *b, const void *data, size_t len)
 ** by one build or host reads back in any other.  Format 2 (20 bytes):
 **   0 format (2)   1 lifecycle   2 write mode   3 flags (bit 0: parked)
 **   4..7 idle_timeout_ms   8 fault_policy   9 poison_after
-**   10..11 max_restarts   12..13 history   14..15 reserved (0)
-**   16..19 restart_window_ms
+**   10..11 max_restarts   12..13 history   14 history_messages
+**   15 reserved (0)   16..19 restart_window_ms
+** then, if the record keeps the message that made it (its cause): kind,
+** info kind, two reserved bytes (0), its length (4), its bytes.
 ** Format 1 (8 bytes, before faults) is bytes 0..7 with byte 3 zero.
 */
+#define CAUSE_HEAD 8
 #define OPTS_FORMAT 2
 #define OPTS_V1_LEN 8
 
@@ -144,14 +147,46 @@ void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PG
     out[9] = o->poison_after;
     put_le(out + 10, o->max_restarts, 2);
     put_le(out + 12, o->history, 2);
+    out[14] = o->history_messages;
     put_le(out + 16, o->restart_window_ms, 4);
+}
+
+size_t pgsi_cause_encode(int kind, const void *msg, size_t len, unsigned char *out)
+{
+    if (out) {
+        out[0] = (unsigned char)kind;
+        out[1] = out[2] = out[3] = 0;
+        put_le(out + 4, (uint32_t)len, 4);
+        if (len)
+            memcpy(out + CAUSE_HEAD, msg, len);
+    }
+    return CAUSE_HEAD + len;
+}
+
+int pgs_record_cause(const pgs_record *rec, int *kind, const void **msg, size_t *len)
+{
+    if (!rec || !kind || !msg || !len)
+        return PGS_EINVAL;
+    const unsigned char *p = rec->options;
+    if (rec->options_len <= PGSI_OPTS_LEN || !p || p[0] != OPTS_FORMAT)
+        return rec->options_len > PGSI_OPTS_LEN ? PGS_ECORRUPT : PGS_ENOTFOUND;
+    p += PGSI_OPTS_LEN;
+    size_t n = rec->options_len - PGSI_OPTS_LEN;
+    if (n < CAUSE_HEAD || get_le(p + 4, 4) != n - CAUSE_HEAD || p[0] < 1 || p[0] > 3 ||
+        p[1] || p[2] || p[3])
+        return PGS_ECORRUPT;
+    *kind = p[0];
+    *msg = p + CAUSE_HEAD;
+    *len = n - CAUSE_HEAD;
+    return PGS_OK;
 }
 
 /* 0 if every value of o is one pgs knows. */
 int pgsi_opts_check(const pgs_server_opts *o)
 {
     return o->lifecycle > PGS_PERMANENT || o->write_mode > PGS_WRITE_ON_PASSIVATE ||
-           o->fault_policy > PGS_POLICY_PARK || o->poison_after > PGSI_POISON_MAX;
+           o->fault_policy > PGS_POLICY_PARK || o->poison_after > PGSI_POISON_MAX ||
+           o->history_messages > 2;
 }
 
 int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *parked)
@@ -163,8 +198,8 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *park
     *parked = 0;
     if (len == 0) /* none stored: every option inherits */
         return PGS_OK;
-    if (!p || !((p[0] == 1 && len == OPTS_V1_LEN) || (p[0] == OPTS_FORMAT && len == PGSI_OPTS_LEN)))
-        return PGS_ECORRUPT;
+    if (!p || !((p[0] == 1 && len == OPTS_V1_LEN) || (p[0] == OPTS_FORMAT && len >= PGSI_OPTS_LEN)))
+        return PGS_ECORRUPT; /* (a cause after format 2 is checked by pgs_record_cause) */
     if (p[3] > (p[0] == 1 ? 0 : 1))
         return PGS_ECORRUPT;
     o->lifecycle = p[1];
@@ -172,8 +207,9 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *park
     o->idle_timeout_ms = get_le(p + 4, 4);
     *parked = p[3];
     if (p[0] == OPTS_FORMAT) {
-        if (p[14] || p[15])
+        if (p[15])
             return PGS_ECORRUPT;
+        o->history_messages = p[14];
         o->fault_policy = p[8];
         o->poison_after = p[9];
         o->max_restarts = (uint16_t)get_le(p + 10, 2);

@@ -734,6 +734,66 @@ static void state_migrates(void)
     pgs_storage_close(st);
 }
 
+/* With history_messages, each stored version carries the message whose
+** turn made it: history reads message -> state. */
+typedef struct {
+    int n;
+    char cause[8][16];
+    int64_t value[8];
+} cause_list;
+
+static int collect_cause(void *arg, const pgs_record *rec)
+{
+    cause_list *l = arg;
+    int kind;
+    const void *msg;
+    size_t len;
+    if (l->n >= 8)
+        return 0;
+    l->cause[l->n][0] = 0;
+    if (pgs_record_cause(rec, &kind, &msg, &len) == PGS_OK && len < 15) {
+        memcpy(l->cause[l->n], msg, len);
+        l->cause[l->n][len] = 0;
+    }
+    fstate st = {0};
+    if (rec->state_len == sizeof st)
+        memcpy(&st, rec->state, sizeof st);
+    l->value[l->n++] = st.n;
+    return 0;
+}
+
+static void history_keeps_messages(void)
+{
+    probe_reset();
+    pgs_runtime *rt = open_rt("memory:");
+    pgs_ref ref = start(rt, "h", "1", &(pgs_server_opts){.history = 4, .history_messages = 1,
+                                                         .poison_after = 2});
+    CHECK_EQ(call(rt, &ref, "inc", NULL), PGS_OK);
+    CHECK_EQ(pgs_cast(rt, &ref, "flaky", 5), PGS_OK); /* crashes once, then counts */
+    CHECK_EQ(call(rt, &ref, "inc", NULL), PGS_OK);
+    pgs_record *cur;
+    REQUIRE_OK(pgs_storage_get(pgs_runtime_storage(rt), &ref, &cur));
+    int kind;
+    const void *msg;
+    size_t len;
+    CHECK_EQ(pgs_record_cause(cur, &kind, &msg, &len), PGS_OK);
+    CHECK(kind == 1 && len == 3 && !memcmp(msg, "inc", 3) && cur->version == 4);
+    free(cur);
+    cause_list l = {0};
+    CHECK_EQ(pgs_storage_history(pgs_runtime_storage(rt), &ref, collect_cause, &l), PGS_OK);
+    CHECK(l.n == 3 && !strcmp(l.cause[0], "flaky") && l.value[0] == 3 &&
+          !strcmp(l.cause[1], "inc") && l.value[1] == 2 &&
+          !strcmp(l.cause[2], "") && l.value[2] == 1); /* the start has no message */
+    /* Turned off: versions carry none. */
+    CHECK_EQ(pgs_reconfigure(rt, &ref, &(pgs_server_opts){.history_messages = 2}, 5000),
+             PGS_OK);
+    CHECK_EQ(call(rt, &ref, "inc", NULL), PGS_OK);
+    REQUIRE_OK(pgs_storage_get(pgs_runtime_storage(rt), &ref, &cur));
+    CHECK_EQ(pgs_record_cause(cur, &kind, &msg, &len), PGS_ENOTFOUND);
+    free(cur);
+    pgs_close(rt);
+}
+
 static void reserved_names(void)
 {
     pgs_runtime *rt = open_rt("memory:");
@@ -765,6 +825,7 @@ int main(void)
     RUN(monitor_by_info);
     RUN(reconfigure_lasts);
     RUN(state_migrates);
+    RUN(history_keeps_messages);
     RUN(reserved_names);
     return CHECK_DONE();
 }

@@ -558,10 +558,27 @@ static void opts_layout(void)
     CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
     b[8] = 0, b[9] = PGSI_POISON_MAX + 1;
     CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
-    b[9] = 0, b[14] = 1;
+    b[9] = 0, b[14] = 3; /* history_messages is 0, 1 or 2 */
     CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
-    b[14] = 0, b[3] = 2;
+    b[14] = 0, b[15] = 1; /* reserved */
     CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
+    b[15] = 0, b[3] = 2;
+    CHECK_EQ(pgsi_opts_decode(b, sizeof b, &d, &parked), PGS_ECORRUPT);
+    /* A cause may follow; pgs_record_cause checks it. */
+    unsigned char c[PGSI_OPTS_LEN + 11];
+    pgsi_opts_encode(&o, 0, c);
+    CHECK_EQ(pgsi_cause_encode(2, "abc", 3, c + PGSI_OPTS_LEN), 11);
+    CHECK_EQ(pgsi_opts_decode(c, sizeof c, &d, &parked), PGS_OK);
+    pgs_record rec = {.options = c, .options_len = sizeof c};
+    int kind;
+    const void *msg;
+    size_t len;
+    CHECK_EQ(pgs_record_cause(&rec, &kind, &msg, &len), PGS_OK);
+    CHECK(kind == 2 && len == 3 && !memcmp(msg, "abc", 3));
+    rec.options_len--; /* its length no longer matches */
+    CHECK_EQ(pgs_record_cause(&rec, &kind, &msg, &len), PGS_ECORRUPT);
+    rec.options_len = PGSI_OPTS_LEN;
+    CHECK_EQ(pgs_record_cause(&rec, &kind, &msg, &len), PGS_ENOTFOUND);
 }
 
 static void buf_growth(void)
