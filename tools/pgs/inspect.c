@@ -65,7 +65,8 @@ int cmd_list(tool *t, const args *a)
         free(r.v);
         return tool_fail(rc, a->behaviour ? a->behaviour : "list");
     }
-    qsort(r.v, r.n, sizeof *r.v, row_cmp);
+    if (r.n) /* qsort wants an array, even of none */
+        qsort(r.v, r.n, sizeof *r.v, row_cmp);
     int w = 3;
     for (size_t i = 0; i < r.n; i++)
         w = (int)strlen(r.v[i].ref) > w ? (int)strlen(r.v[i].ref) : w;
@@ -320,7 +321,8 @@ int cmd_poison(tool *t, const args *a)
         free(l.v);
         return tool_fail(rc, "poison");
     }
-    qsort(l.v, l.n, sizeof *l.v, poison_cmp);
+    if (l.n)
+        qsort(l.v, l.n, sizeof *l.v, poison_cmp);
     printf("%-16s %-24s %-4s %-13s %8s %-27s %8s %s\n", "ID", "REF", "KIND", "ERROR",
            "ATTEMPTS", "SET ASIDE", "MET", "MESSAGE");
     for (size_t i = 0; i < l.n; i++) {
@@ -396,7 +398,8 @@ int cmd_stats(tool *t, const args *a)
         free(s.by);
         return tool_fail(rc, "stats");
     }
-    qsort(s.by, s.n, sizeof *s.by, tally_cmp);
+    if (s.n)
+        qsort(s.by, s.n, sizeof *s.by, tally_cmp);
     uint64_t servers = 0, parked = 0;
     printf("%-24s %8s %8s %12s\n", "BEHAVIOUR", "SERVERS", "PARKED", "BYTES");
     for (size_t i = 0; i < s.n; i++) {
