@@ -8,34 +8,17 @@
 **   cli_helper hold URL           opens the store, prints "ready", sleeps
 **                                 until killed (the store is then busy)
 **
-** Its "counter" has the state of examples/counter (one int64), so the
-** counter plugin formats it.
+** Its "counter" is icounter.h's, whose state the counter plugin formats.
 */
-#include <pgs.h>
+#include "icounter.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-static int counter_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
-{
-    return PGS_PERSIST;
-}
-
-static int counter_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    int64_t *v = state;
-    if (len == 5 && memcmp(msg, "crash", 5) == 0)
-        return PGS_CRASH;
-    int incr = len == 4 && memcmp(msg, "incr", 4) == 0;
-    *v += incr;
-    pgs_reply(ctx, v, sizeof *v);
-    return incr ? PGS_PERSIST : PGS_UNCHANGED;
-}
-
 static const pgs_behaviour counter = {
     .version = PGS_BEHAVIOUR_VERSION, .name = "counter", .state_size = sizeof(int64_t),
-    .init = counter_init, .handle_call = counter_call,
+    .init = ic_init, .handle_call = ic_call,
 };
 
 /* A second behaviour: its state is the start arguments. */
@@ -47,7 +30,7 @@ static int cart_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
 
 static const pgs_behaviour cart = {
     .version = 1, .name = "cart", .state_size = 16, /* a version 1 struct */
-    .init = cart_init, .handle_call = counter_call,
+    .init = cart_init, .handle_call = ic_call,
 };
 
 static int call(pgs_runtime *rt, const char *text, const char *msg, int64_t *value)

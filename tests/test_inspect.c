@@ -6,6 +6,7 @@
 ** store with no runtime.
 */
 #include "check.h"
+#include "icounter.h"
 #include "pgs.h"
 
 #include <stddef.h>
@@ -13,23 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int c_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
-{
-    return PGS_PERSIST;
-}
-
-/* "incr" adds one; "crash" crashes; anything else reads. */
-static int c_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    int64_t *v = state;
-    if (len == 5 && memcmp(msg, "crash", 5) == 0)
-        return PGS_CRASH;
-    int incr = len == 4 && memcmp(msg, "incr", 4) == 0;
-    *v += incr;
-    pgs_reply(ctx, v, sizeof *v);
-    return incr ? PGS_PERSIST : PGS_UNCHANGED;
-}
 
 static int c_format(const void *data, size_t len, uint32_t schema, pgs_buf *out)
 {
@@ -44,7 +28,7 @@ static int c_format(const void *data, size_t len, uint32_t schema, pgs_buf *out)
 
 static const pgs_behaviour counter = {
     .version = PGS_BEHAVIOUR_VERSION, .name = "c", .state_size = sizeof(int64_t),
-    .init = c_init, .handle_call = c_call, .format = c_format,
+    .init = ic_init, .handle_call = ic_call, .format = c_format,
 };
 
 /* A version 1 behaviour in a block that ends where version 1 ended, so

@@ -112,21 +112,6 @@ static void unpack_ref(const refs *r, size_t *pos, pgs_ref *ref)
     *pos += 3 + p[0] + kl;
 }
 
-typedef struct older {
-    pgs_record **v;
-    size_t n, cap;
-} older;
-
-static int collect_older(void *arg, const pgs_record *rec)
-{
-    older *o = arg;
-    if (grow(&o->v, &o->cap, o->n, sizeof *o->v))
-        return PGS_ENOMEM;
-    int rc = pgs_record_copy(rec, &o->v[o->n]);
-    o->n += rc == PGS_OK;
-    return rc;
-}
-
 /* One ref: its kept versions oldest first, then its current record.  A
 ** record gone since the scan is skipped. */
 static int export_ref(tool *t, writer *w, const pgs_ref *ref)
@@ -135,17 +120,15 @@ static int export_ref(tool *t, writer *w, const pgs_ref *ref)
     int rc = pgs_storage_get(t->st, ref, &cur);
     if (rc)
         return rc == PGS_ENOTFOUND ? PGS_OK : rc;
-    older o = {0};
-    rc = pgs_storage_history(t->st, ref, collect_older, &o);
+    records o = {0};
+    rc = pgs_storage_history(t->st, ref, records_add, &o);
     if (rc == PGS_ENOTSUP)
         rc = PGS_OK;
     for (size_t i = o.n; i-- > 0 && !rc;)
         rc = put_entry(w, 'H', o.v[i]);
     if (!rc)
         rc = put_entry(w, 'R', cur);
-    for (size_t i = 0; i < o.n; i++)
-        free(o.v[i]);
-    free(o.v);
+    records_free(&o);
     free(cur);
     return rc;
 }

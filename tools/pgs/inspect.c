@@ -163,30 +163,8 @@ int cmd_show(tool *t, const args *a)
 /* ------------------------------------------------------------------------
 ** history
 */
-typedef struct versions {
-    pgs_record **v;
-    size_t n, cap;
-} versions;
-
-static int collect_version(void *arg, const pgs_record *rec)
-{
-    versions *vs = arg;
-    if (grow(&vs->v, &vs->cap, vs->n, sizeof *vs->v))
-        return PGS_ENOMEM;
-    int rc = pgs_record_copy(rec, &vs->v[vs->n]);
-    vs->n += rc == PGS_OK;
-    return rc;
-}
-
-static void versions_free(versions *vs)
-{
-    for (size_t i = 0; i < vs->n; i++)
-        free(vs->v[i]);
-    free(vs->v);
-}
-
 /* The current record, then the kept ones newest first, into *vs. */
-static int read_versions(tool *t, const char *text, versions *vs)
+static int read_versions(tool *t, const char *text, records *vs)
 {
     pgs_ref ref;
     pgs_record *cur;
@@ -198,13 +176,13 @@ static int read_versions(tool *t, const char *text, versions *vs)
         return tool_fail(PGS_ENOMEM, text);
     }
     vs->v[vs->n++] = cur;
-    int rc = pgs_storage_history(t->st, &ref, collect_version, vs);
+    int rc = pgs_storage_history(t->st, &ref, records_add, vs);
     if (rc == PGS_ENOTSUP)
         fprintf(stderr, "pgs: note: %s keeps no history\n", t->url);
     return rc && rc != PGS_ENOTSUP ? tool_fail(rc, text) : X_OK;
 }
 
-static const pgs_record *find_version(const versions *vs, const char *text)
+static const pgs_record *find_version(const records *vs, const char *text)
 {
     char *end;
     unsigned long long v = strtoull(text, &end, 10);
@@ -224,7 +202,7 @@ static int state_lines(tool *t, const pgs_record *rec, lines *l)
     return rc;
 }
 
-static int diff_versions(tool *t, const versions *vs, const args *a)
+static int diff_versions(tool *t, const records *vs, const args *a)
 {
     const pgs_record *r[2];
     for (int i = 0; i < 2; i++) {
@@ -250,7 +228,7 @@ static int diff_versions(tool *t, const versions *vs, const args *a)
 
 int cmd_history(tool *t, const args *a)
 {
-    versions vs = {0};
+    records vs = {0};
     int x = read_versions(t, a->pos[0], &vs);
     if (!x && a->diff[0]) {
         x = diff_versions(t, &vs, a);
@@ -261,7 +239,7 @@ int cmd_history(tool *t, const args *a)
                    (unsigned)vs.v[i]->schema_version, vs.v[i]->state_len,
                    i == 0 ? "  current" : "");
     }
-    versions_free(&vs);
+    records_free(&vs);
     return x;
 }
 

@@ -12,22 +12,6 @@
 /* ------------------------------------------------------------------------
 ** Lines.
 */
-int grow(void *vp, size_t *cap, size_t n, size_t size)
-{
-    void *v;
-    memcpy(&v, vp, sizeof v); /* vp points to a T *, not a void * */
-    if (n < *cap)
-        return PGS_OK;
-    size_t c = *cap ? *cap : 16;
-    while (c <= n && c <= SIZE_MAX / 2)
-        c *= 2;
-    if (c <= n || c > SIZE_MAX / size || !(v = realloc(v, c * size)))
-        return PGS_ENOMEM;
-    memcpy(vp, &v, sizeof v);
-    *cap = c;
-    return PGS_OK;
-}
-
 int lines_push(lines *l, const char *s, size_t len)
 {
     if (grow(&l->v, &l->cap, l->n, sizeof *l->v))

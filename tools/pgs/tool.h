@@ -6,6 +6,7 @@
 ** repair.c   rollback, replace, delete, unpark, poison-drop
 ** dump.c     export and import
 ** text.c     hex dumps, line diffs, option and time rendering
+** util.c     growable arrays, collected records
 **
 ** The tool uses pgs.h alone: it works on a pgs_storage, with no runtime
 ** and no behaviour registered.
@@ -86,12 +87,23 @@ int cmd_poison_drop(tool *t, const args *a);
 int cmd_export(tool *t, const args *a);
 int cmd_import(tool *t, const args *a);
 
-/* ---- text.c */
+/* ---- util.c */
 /* Makes room for element n of the growable array *vp (a pointer to a T *
 ** whose array holds *cap elements of `size` bytes).  PGS_OK or
 ** PGS_ENOMEM. */
 int grow(void *vp, size_t *cap, size_t n, size_t size);
 
+/* Copies of records, in the order a scan or history gave them. */
+typedef struct records {
+    pgs_record **v; /* each from pgs_record_copy */
+    size_t n, cap;
+} records;
+
+/* A scan or history callback (arg: a records): keeps a copy of rec. */
+int records_add(void *arg, const pgs_record *rec);
+void records_free(records *r);
+
+/* ---- text.c */
 /* A growable list of lines (each malloc'd, NUL-terminated, no newline). */
 typedef struct lines {
     char **v;
