@@ -2,8 +2,8 @@
 ** pgs.h — persistent servers for C.  The whole public API.
 **
 ** A *behaviour* is a versioned table of callbacks (init, handle_call,
-** handle_cast, handle_info, terminate, encode, decode) registered under a
-** stable name.  A *server* is one instance of a behaviour, named by a *ref*:
+** handle_cast, handle_info, terminate, encode, decode, format) registered
+** under a stable name.  A *server* is one instance of a behaviour, named by a *ref*:
 ** the behaviour's name plus a key of any bytes.  pgs keeps each server's
 ** state in a storage engine after every message it handles, passivates
 ** servers that sit idle (their state then lives only in storage), and
