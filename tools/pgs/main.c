@@ -367,7 +367,9 @@ int main(int argc, char **argv)
     tool t = {.url = getenv("PGS_STORE")};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--store") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--store") == 0 && i + 1 == argc)
+            return usage_error(NULL, "option needs a value", argv[i]);
+        else if (strcmp(argv[i], "--store") == 0)
             t.url = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return help(0, NULL);
