@@ -1,5 +1,5 @@
 # What `cmake --install` puts under the prefix: pgs.h, libpgs.a,
-# libpgs.so.0 (and its links), pgs.pc and the CMake package
+# libpgs.so.0 (and its links), the pgs command, pgs.pc and the CMake package
 # (find_package(pgs CONFIG): pgs::pgs for the shared library,
 # pgs::pgs_static for the static one).  Both pgs.pc and the package find
 # the prefix from where they were installed, so `--prefix DIR` at install
@@ -11,6 +11,8 @@ install(FILES include/pgs.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS pgs pgs_shared EXPORT pgsTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# The pgs command finds libpgs.so.0 beside it, under any prefix.
+install(TARGETS pgs_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(EXPORT pgsTargets NAMESPACE pgs:: DESTINATION ${PGS_CMAKE_DIR})
 # 0.x: the soname is libpgs.so.0, so a 0.y package serves any 0.x request.
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/pgsConfigVersion.cmake

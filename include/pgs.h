@@ -2,8 +2,8 @@
 ** pgs.h — persistent servers for C.  The whole public API.
 **
 ** A *behaviour* is a versioned table of callbacks (init, handle_call,
-** handle_cast, handle_info, terminate, encode, decode) registered under a
-** stable name.  A *server* is one instance of a behaviour, named by a *ref*:
+** handle_cast, handle_info, terminate, encode, decode, format) registered
+** under a stable name.  A *server* is one instance of a behaviour, named by a *ref*:
 ** the behaviour's name plus a key of any bytes.  pgs keeps each server's
 ** state in a storage engine after every message it handles, passivates
 ** servers that sit idle (their state then lives only in storage), and
@@ -281,7 +281,7 @@ typedef struct pgs_info {
     size_t len;
 } pgs_info;
 
-#define PGS_BEHAVIOUR_VERSION 1
+#define PGS_BEHAVIOUR_VERSION 2
 
 enum pgs_behaviour_flags {
     PGS_VIRTUAL = 1 /* every ref exists: a message to an unknown ref runs init
@@ -319,7 +319,35 @@ typedef struct pgs_behaviour {
     ** unusable (the server then fails to activate with PGS_ECORRUPT). */
     int (*encode)(const void *state, pgs_buf *out);
     int (*decode)(void *state, const void *data, size_t len, uint32_t schema);
+
+    /* Version 2.  Optional: renders an encoded state (bytes as decode reads
+    ** them at schema version `schema`) as text for people, appending it to
+    ** `out` with pgs_buf_append(); returns 0, or non-zero if the bytes are
+    ** unusable.  Tools call it (pgs_behaviour_format, the pgs command's
+    ** show and history --diff), never the runtime, so it must not need a
+    ** runtime or a ctx.  Any thread. */
+    int (*format)(const void *data, size_t len, uint32_t schema, pgs_buf *out);
 } pgs_behaviour;
+
+/* Renders an encoded state with b->format into out->data (malloc'd,
+** NUL-terminated, out->len without the NUL; the caller's: pgs_bytes_free).
+** A version 1 behaviour is never read past its end.  Errors: PGS_EINVAL
+** (NULL, or data NULL with len > 0), PGS_EVERSION (b->version unknown),
+** PGS_ENOTSUP (b has no format: version 1 or NULL), PGS_ECALLBACK (format
+** failed), PGS_ENOMEM.  Any thread. */
+PGS_API int pgs_behaviour_format(const pgs_behaviour *b, const void *data, size_t len,
+                                 uint32_t schema, pgs_bytes *out);
+
+/* Plugins: a shared object that exports
+**     const pgs_behaviour *const *pgs_plugin_behaviours(size_t *n);
+** returning its behaviours (*n of them; the array and the structs stay
+** valid while the object is loaded) lends them to tools, e.g.
+** `pgs show --plugin ./libcounter_plugin.so counter/42`, which renders the
+** state with the behaviour's format.  Tools call nothing else of a
+** plugin's behaviours.  The plugin resolves pgs_buf_append from the
+** loading program (link it with -lpgs). */
+#define PGS_PLUGIN_SYMBOL "pgs_plugin_behaviours"
+typedef const pgs_behaviour *const *(*pgs_plugin_fn)(size_t *n);
 
 /* Appends len bytes; returns PGS_OK, PGS_ENOMEM or PGS_ETOOBIG. */
 PGS_API int pgs_buf_append(pgs_buf *buf, const void *data, size_t len);
@@ -485,6 +513,22 @@ PGS_API int pgs_storage_scan(pgs_storage *st, const char *name,
 ** adapter's error.  An absent ref has no history: PGS_OK, fn not called. */
 PGS_API int pgs_storage_history(pgs_storage *st, const pgs_ref *ref,
                                 int (*fn)(void *arg, const pgs_record *rec), void *arg);
+
+/* Bytes of a record's options as pgs writes them (the message that made
+** the version may follow: pgs_record_cause). */
+#define PGS_RECORD_OPTIONS_LEN 20
+
+/* The options stored in rec, decoded: *opts the server's overrides (zero:
+** inherit) and *parked 1 if it is parked (see the fault section), else 0.
+** A record with no options gives zeroes.  Errors: PGS_EINVAL (NULL),
+** PGS_ECORRUPT (a layout or value pgs does not know). */
+PGS_API int pgs_record_options(const pgs_record *rec, pgs_server_opts *opts, int *parked);
+
+/* Encodes opts and the parked flag as pgs stores them, into
+** out[0..PGS_RECORD_OPTIONS_LEN), for rec->options.  Errors: PGS_EINVAL
+** (NULL, or a value pgs does not know). */
+PGS_API int pgs_record_options_encode(const pgs_server_opts *opts, int parked,
+                                      unsigned char out[PGS_RECORD_OPTIONS_LEN]);
 
 /* ------------------------------------------------------------------------
 ** The runtime.
@@ -742,6 +786,27 @@ PGS_API int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
 PGS_API int pgs_poison_retry(pgs_runtime *rt, uint64_t id, pgs_bytes *reply, int timeout_ms);
 /* Removes a set-aside message.  PGS_ENOTFOUND if there is none. */
 PGS_API int pgs_poison_drop(pgs_runtime *rt, uint64_t id);
+
+/* The same reads and repairs on a pgs_storage, with no runtime and no
+** behaviour registered: for tools (the pgs command) working on a store
+** that no runtime has open (SQLite and LMDB stores admit one process at a
+** time; on PostgreSQL a running server's next write over a record changed
+** here fails with PGS_ECONFLICT, and it reloads).  Any thread.
+**   pgs_storage_server_info: as pgs_server_info_get.  Errors: PGS_EINVAL,
+**     PGS_EREF, PGS_ENOTFOUND, PGS_ECORRUPT, the store's errors.
+**   pgs_storage_poison_list, pgs_storage_poison_drop: as pgs_poison_list
+**     (PGS_ECORRUPT for a damaged set-aside record) and pgs_poison_drop.
+**   pgs_storage_fault_clear: starts ref's crash count again, as pgs_unpark
+**     and the other repairs do (the last crash stays on record), or with
+**     `erase` removes its crash record, as pgs_delete does.  PGS_OK if it
+**     has none.  Writing the server's record itself (options with the
+**     parked flag cleared, a state, a kept version) is the caller's, with
+**     pgs_storage_put. */
+PGS_API int pgs_storage_server_info(pgs_storage *st, const pgs_ref *ref, pgs_server_info *out);
+PGS_API int pgs_storage_poison_list(pgs_storage *st, const pgs_ref *ref,
+                                    int (*fn)(void *arg, const pgs_poison *p), void *arg);
+PGS_API int pgs_storage_poison_drop(pgs_storage *st, uint64_t id);
+PGS_API int pgs_storage_fault_clear(pgs_storage *st, const pgs_ref *ref, int erase);
 
 #ifdef __cplusplus
 }

@@ -316,7 +316,7 @@ int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *ou
         return rc;
     if ((rc = check_ref(rt, ref, &b)))
         return leave(rt, rc);
-    return leave(rt, pgsi_server_info(rt, ref, out));
+    return leave(rt, pgs_storage_server_info(rt->st, ref, out));
 }
 
 int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
@@ -330,19 +330,13 @@ int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
         return rc;
     if (ref && (rc = check_ref(rt, ref, &b)))
         return leave(rt, rc);
-    return leave(rt, pgsi_poison_list(rt, ref, fn, arg));
+    return leave(rt, pgs_storage_poison_list(rt->st, ref, fn, arg));
 }
 
 int pgs_poison_drop(pgs_runtime *rt, uint64_t id)
 {
-    pgs_record *rec;
-    pgs_poison p;
     int rc = enter(rt);
-    if (rc)
-        return rc;
-    rc = pgsi_poison_take(rt, id, &rec, &p);
-    free(rec);
-    return leave(rt, rc);
+    return rc ? rc : leave(rt, pgs_storage_poison_drop(rt->st, id));
 }
 
 /* The message goes again as what it was; an info keeps its kind and tag. */

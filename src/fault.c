@@ -264,29 +264,38 @@ static int count_crash(pgs_runtime *rt, server *s, const pgs_ref *ref, const msg
     return rc;
 }
 
-/* After a policy or a repair: the window starts again (the last crash
-** stays on record for the operator). */
-static void clear_count(pgs_runtime *rt, const pgs_ref *ref)
+/* After a policy or a repair the window starts again (the last crash
+** stays on record for the operator); after a delete the record goes. */
+int pgs_storage_fault_clear(pgs_storage *st, const pgs_ref *ref, int erase)
 {
     pgs_record *rec;
     pgs_ref slot;
     fault f;
-    if (fault_read(rt->st, ref, &f, &rec, &slot) == PGS_OK && rec && f.crashes) {
+    int rc = st ? pgsi_ref_check(ref, NULL) : PGS_EINVAL;
+    if (!rc)
+        rc = fault_read(st, ref, &f, &rec, &slot);
+    if (rc || !rec)
+        return rc;
+    if (erase)
+        rc = pgs_storage_del(st, &slot);
+    else if (f.crashes) {
         f.crashes = 0;
-        fault_write(rt->st, ref, &slot, &f, rec->version);
+        rc = fault_write(st, ref, &slot, &f, rec->version);
     }
     free(rec);
+    return rc;
+}
+
+static void clear_count(pgs_runtime *rt, const pgs_ref *ref)
+{
+    pgs_storage_fault_clear(rt->st, ref, 0);
 }
 
 /* The server is gone (deleted, or stopped and wiped): a new one under its
 ** ref starts with no crashes. */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref)
 {
-    pgs_record *rec;
-    pgs_ref slot;
-    if (fault_find(rt->st, ref, &rec, &slot) == PGS_OK && rec)
-        pgs_storage_del(rt->st, &slot);
-    free(rec);
+    pgs_storage_fault_clear(rt->st, ref, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -595,13 +604,16 @@ int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
 }
 
 /* ------------------------------------------------------------------------
-** Reading what storage says (any thread).
+** Reading what storage says (any thread; the pgs_storage_* forms need no
+** runtime: the pgs command uses them).
 */
-int pgsi_server_info(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out)
+int pgs_storage_server_info(pgs_storage *st, const pgs_ref *ref, pgs_server_info *out)
 {
     pgs_record *rec = NULL;
+    if (!out)
+        return PGS_EINVAL;
     memset(out, 0, sizeof *out);
-    int rc = pgs_storage_get(rt->st, ref, &rec);
+    int rc = st ? pgs_storage_get(st, ref, &rec) : PGS_EINVAL;
     if (!rc) {
         out->version = rec->version;
         rc = pgsi_opts_decode(rec->options, rec->options_len, &out->opts, &out->parked);
@@ -611,7 +623,7 @@ int pgsi_server_info(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out)
         return rc;
     fault f;
     pgs_ref slot;
-    if ((rc = fault_read(rt->st, ref, &f, &rec, &slot)))
+    if ((rc = fault_read(st, ref, &f, &rec, &slot)))
         return rc;
     out->crashes = f.crashes;
     out->last_error = f.last_error;
@@ -641,24 +653,41 @@ static int list_one(void *arg, const pgs_record *rec)
     return c->ref && !pgs_ref_equal(c->ref, &p.ref) ? 0 : c->fn(c->arg, &p);
 }
 
-int pgsi_poison_list(pgs_runtime *rt, const pgs_ref *ref,
-                     int (*fn)(void *arg, const pgs_poison *p), void *arg)
+int pgs_storage_poison_list(pgs_storage *st, const pgs_ref *ref,
+                            int (*fn)(void *arg, const pgs_poison *p), void *arg)
 {
+    if (!st || !fn)
+        return PGS_EINVAL;
+    int rc = ref ? pgsi_ref_check(ref, NULL) : PGS_OK;
     list_ctx c = {ref, fn, arg};
-    return pgs_storage_scan(rt->st, POISON_NAME, list_one, &c);
+    return rc ? rc : pgs_storage_scan(st, POISON_NAME, list_one, &c);
 }
 
 /* Takes set-aside message `id` out of storage: *rec holds it (free()). */
-int pgsi_poison_take(pgs_runtime *rt, uint64_t id, pgs_record **rec, pgs_poison *p)
+static int poison_take(pgs_storage *st, uint64_t id, pgs_record **rec, pgs_poison *p)
 {
     pgs_ref key;
     poison_key(id, &key);
-    int rc = pgs_storage_get(rt->st, &key, rec);
+    int rc = pgs_storage_get(st, &key, rec);
     if (!rc && (rc = poison_decode(*rec, p)) == PGS_OK)
-        rc = pgs_storage_del(rt->st, &key);
+        rc = pgs_storage_del(st, &key);
     if (rc) {
         free(*rec);
         *rec = NULL;
     }
+    return rc;
+}
+
+int pgsi_poison_take(pgs_runtime *rt, uint64_t id, pgs_record **rec, pgs_poison *p)
+{
+    return poison_take(rt->st, id, rec, p);
+}
+
+int pgs_storage_poison_drop(pgs_storage *st, uint64_t id)
+{
+    pgs_record *rec = NULL;
+    pgs_poison p;
+    int rc = st ? poison_take(st, id, &rec, &p) : PGS_EINVAL;
+    free(rec);
     return rc;
 }

@@ -43,8 +43,8 @@ int pgsi_storage_has_history(const pgs_storage *st);
 
 /* Options as stored in a record, with the parked flag: a fixed
 ** little-endian layout, so a record written by one build reads back in
-** another.  PGSI_OPTS_LEN bytes. */
-#define PGSI_OPTS_LEN 20
+** another.  PGSI_OPTS_LEN bytes (public: pgs_record_options). */
+#define PGSI_OPTS_LEN PGS_RECORD_OPTIONS_LEN
 #define PGSI_POISON_MAX 16 /* the most poison_after may be */
 void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PGSI_OPTS_LEN]);
 /* PGS_OK or PGS_ECORRUPT (wrong length, unknown version or value).  No

@@ -306,6 +306,8 @@ static int check_behaviour(const pgs_behaviour *b)
 {
     if (!b || !b->name || !b->init)
         return PGS_EINVAL;
+    /* 1 and 2 differ only by format, which the runtime never reads: a
+    ** version 1 struct (shorter) is safe wherever it is used here. */
     if (b->version < 1 || b->version > PGS_BEHAVIOUR_VERSION)
         return PGS_EVERSION;
     size_t n = strnlen(b->name, PGS_NAME_MAX + 1);

@@ -387,12 +387,9 @@ int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m);
 uint32_t pgsi_keep(const server *s);
 /* 1 if s stores with each version the message that made it. */
 int pgsi_keeps_messages(const server *s);
-/* Deletes ref's crash record (its server was deleted or wiped). */
+/* Deletes ref's crash record (its server was deleted or wiped):
+** pgs_storage_fault_clear. */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);
-/* The public reads and takes, after api.c checked their arguments. */
-int pgsi_server_info(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *out);
-int pgsi_poison_list(pgs_runtime *rt, const pgs_ref *ref,
-                     int (*fn)(void *arg, const pgs_poison *p), void *arg);
 /* Removes set-aside message id from storage; *rec holds its bytes, which
 ** *p points into (free(*rec) after). */
 int pgsi_poison_take(pgs_runtime *rt, uint64_t id, pgs_record **rec, pgs_poison *p);

@@ -106,6 +106,34 @@ int pgs_buf_append(pgs_buf *b, const void *data, size_t len)
     return PGS_OK;
 }
 
+/* format is a version 2 slot: b->version is checked before it is read. */
+int pgs_behaviour_format(const pgs_behaviour *b, const void *data, size_t len,
+                         uint32_t schema, pgs_bytes *out)
+{
+    if (!out)
+        return PGS_EINVAL;
+    out->data = NULL;
+    out->len = 0;
+    if (!b || (!data && len))
+        return PGS_EINVAL;
+    if (b->version < 1 || b->version > PGS_BEHAVIOUR_VERSION)
+        return PGS_EVERSION;
+    if (b->version < 2 || !b->format)
+        return PGS_ENOTSUP;
+    pgs_buf buf;
+    pgsi_buf_init(&buf, 0);
+    int rc = b->format(data, len, schema, &buf) ? PGS_ECALLBACK : PGS_OK;
+    if (!rc)
+        rc = pgs_buf_append(&buf, "", 1); /* the NUL */
+    if (rc) {
+        pgsi_buf_free(&buf);
+        return rc;
+    }
+    out->data = buf.data;
+    out->len = buf.len - 1;
+    return PGS_OK;
+}
+
 /* ------------------------------------------------------------------------
 ** Stored options, a fixed little-endian layout so that a record written
 ** by one build or host reads back in any other.  Format 2 (20 bytes):
@@ -217,6 +245,22 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *park
         o->restart_window_ms = get_le(p + 16, 4);
     }
     return pgsi_opts_check(o) ? PGS_ECORRUPT : PGS_OK;
+}
+
+int pgs_record_options(const pgs_record *rec, pgs_server_opts *opts, int *parked)
+{
+    if (!rec || !opts || !parked || (!rec->options && rec->options_len))
+        return PGS_EINVAL;
+    return pgsi_opts_decode(rec->options, rec->options_len, opts, parked);
+}
+
+int pgs_record_options_encode(const pgs_server_opts *opts, int parked,
+                              unsigned char out[PGS_RECORD_OPTIONS_LEN])
+{
+    if (!opts || !out || pgsi_opts_check(opts))
+        return PGS_EINVAL;
+    pgsi_opts_encode(opts, parked, out);
+    return PGS_OK;
 }
 
 /* XXH3 (libxxhash) of the name with its NUL, then of the key seeded with

@@ -5,7 +5,8 @@
 #   pkg-config --static         the same with libpgs.a, whose dependencies
 #                               must all come from pgs.pc's private fields
 #   find_package(pgs CONFIG)    pgs::pgs and pgs::pgs_static
-# and the shared library exports the pgs_* API and nothing else.
+# and the shared library exports the pgs_* API and nothing else; the pgs
+# command runs from the prefix.
 #
 #   install.sh BUILD_DIR CC [FLAGS]   FLAGS: the library's sanitizer flags,
 #                                     which its consumers must share
@@ -46,6 +47,11 @@ readelf -d "$libdir/libpgs.so" | grep -q 'SONAME.*\[libpgs\.so\.0\]' || say_fail
 stray=$(nm -D --defined-only "$libdir/libpgs.so" | awk '{print $3}' | grep -v '^pgs_')
 [ -z "$stray" ] || say_fail "libpgs.so exports non-API symbols: $(echo $stray | head -c 300)"
 nm -D --defined-only "$libdir/libpgs.so" | grep -q ' pgs_open$' || say_fail "libpgs.so does not export pgs_open"
+
+# The pgs command runs from the prefix, finding libpgs.so.0 beside it.
+out=$(env -u LD_LIBRARY_PATH "$prefix/bin/pgs" --version 2>&1)
+[ "$out" = "pgs $(sed -n 's/^Version: //p' "$pc")" ] || say_fail "bin/pgs --version printed '$out'"
+needs "$prefix/bin/pgs" yes
 
 # pkg-config.  -Werror: the installed header compiles cleanly for users.
 cflags="-std=c17 -Wall -Wextra -Wno-unused-parameter -Werror $flags"

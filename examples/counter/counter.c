@@ -6,7 +6,12 @@
 **
 ** The default store is the SQLite file counter.db in the working directory,
 ** so `counter incr 42` run twice prints 1, then 2: the state outlives the
-** process.  The whole behaviour is the two callbacks below.
+** process.  The whole behaviour is the two callbacks below, plus format,
+** which renders a stored state for people (`pgs show`).
+**
+** Built with -DCOUNTER_PLUGIN (the counter_plugin module) it is a plugin
+** instead of a program: `pgs --store sqlite:counter.db show --plugin
+** ./libcounter_plugin.so counter/42` prints "value = 2".
 */
 #include <pgs.h>
 
@@ -35,13 +40,39 @@ static int counter_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
     return result;
 }
 
+/* The stored state is the struct's bytes (flat); any other length is not
+** a counter's. */
+static int counter_format(const void *data, size_t len, uint32_t schema, pgs_buf *out)
+{
+    struct counter c;
+    if (len != sizeof c)
+        return 1;
+    memcpy(&c, data, sizeof c);
+    char text[48];
+    int n = snprintf(text, sizeof text, "value = %lld\n", (long long)c.value);
+    return pgs_buf_append(out, text, (size_t)n) != PGS_OK;
+}
+
 static const pgs_behaviour counter = {
     .version = PGS_BEHAVIOUR_VERSION,
     .name = "counter",
     .state_size = sizeof(struct counter),
     .init = counter_init,
     .handle_call = counter_call,
+    .format = counter_format,
 };
+
+#ifdef COUNTER_PLUGIN
+/* What the pgs tool looks up in a plugin (see PGS_PLUGIN_SYMBOL). */
+const pgs_behaviour *const *pgs_plugin_behaviours(size_t *n);
+
+const pgs_behaviour *const *pgs_plugin_behaviours(size_t *n)
+{
+    static const pgs_behaviour *const list[] = {&counter};
+    *n = 1;
+    return list;
+}
+#else
 
 static int usage(void)
 {
@@ -98,3 +129,4 @@ int main(int argc, char **argv)
     pgs_close(rt); /* passivates every server; their state stays stored */
     return status;
 }
+#endif /* COUNTER_PLUGIN */
