@@ -100,7 +100,8 @@ has 'PGS_EREF' "$err"
 run 0 "$pgs" history counter/a
 [ "$(sed 1d <<<"$out" | awk '{print $1}' | tr '\n' ' ')" = "4 3 2 1 " ] ||
   say_fail "history counter/a: want versions 4 3 2 1: $out"
-has '^ +4 +0 +8  current$'
+has '^ +4 +0 +8  call 69 6e 63 72  \(current\)$'   # made by the message "incr"
+has '^ +1 +0 +8  -$'                                # the start: no message
 run 0 "$pgs" history counter/a -n 2
 [ "$(wc -l <<<"$out")" -eq 3 ] || say_fail "history -n 2: $out"
 run 0 "$pgs" history counter/a --diff 2 4

@@ -63,7 +63,7 @@ static int start(pgs_runtime *rt, const pgs_behaviour *b, const char *key, const
 ** 2; cart/1; counter/p: parked after two crashes, each message set aside. */
 static int make(pgs_runtime *rt)
 {
-    pgs_server_opts keep = {.history = 5};
+    pgs_server_opts keep = {.history = 5, .history_messages = 1}; /* message -> state */
     pgs_server_opts park = {.fault_policy = PGS_POLICY_PARK, .max_restarts = 1, .history = 3};
     int rc = start(rt, &counter, "a", NULL, &keep, 3);
     if (!rc)

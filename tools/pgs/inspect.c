@@ -226,6 +226,24 @@ static int diff_versions(tool *t, const records *vs, const args *a)
     return rc ? tool_fail(rc, a->pos[0]) : X_OK;
 }
 
+/* One line of the history: the version, and the message whose turn made
+** it when the server keeps history messages (pgs_server_opts). */
+static void print_version(const pgs_record *rec, int current)
+{
+    static const char *const kinds[] = {"", "call", "cast", "info"};
+    char cause[80] = "-";
+    int kind;
+    const void *msg;
+    size_t len;
+    if (pgs_record_cause(rec, &kind, &msg, &len) == PGS_OK) {
+        char hex[64];
+        text_hex_short(msg, len, 16, hex, sizeof hex);
+        snprintf(cause, sizeof cause, "%s %s", kinds[kind], hex);
+    }
+    printf("%8llu %6u %8zu  %s%s\n", (unsigned long long)rec->version,
+           (unsigned)rec->schema_version, rec->state_len, cause, current ? "  (current)" : "");
+}
+
 int cmd_history(tool *t, const args *a)
 {
     records vs = {0};
@@ -233,11 +251,9 @@ int cmd_history(tool *t, const args *a)
     if (!x && a->diff[0]) {
         x = diff_versions(t, &vs, a);
     } else if (!x) {
-        printf("%8s %6s %8s\n", "VERSION", "SCHEMA", "BYTES");
+        printf("%8s %6s %8s  %s\n", "VERSION", "SCHEMA", "BYTES", "MADE BY");
         for (size_t i = 0; i < vs.n && (a->count < 0 || (long)i < a->count); i++)
-            printf("%8llu %6u %8zu%s\n", (unsigned long long)vs.v[i]->version,
-                   (unsigned)vs.v[i]->schema_version, vs.v[i]->state_len,
-                   i == 0 ? "  current" : "");
+            print_version(vs.v[i], i == 0);
     }
     records_free(&vs);
     return x;
