@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "pgs.h"
+#include "tcounter.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +35,51 @@ static inline void store_in_use_is_busy_at(const char *url)
     CHECK(open_in_child(url, PGS_EBUSY));
     pgs_storage_close(st);
     CHECK(open_in_child(url, PGS_OK));
+}
+
+/* A runtime on a store that fills up (url bounds it): the starts that
+** cannot be written fail with PGS_ENOSPC, everything acknowledged before
+** is there after a reopen, and space freed is space to write again. */
+static const pgs_behaviour big_b = {
+    .version = PGS_BEHAVIOUR_VERSION, .name = "big", .state_size = 2000,
+    .init = tc_init_plain, .handle_call = tc_call};
+
+static inline void big_key(int i, pgs_ref *ref, char key[16])
+{
+    snprintf(key, 16, "b%d", i);
+    pgs_ref_make(ref, "big", key, strlen(key));
+}
+
+static inline void store_fills_up_cleanly(const char *url, int tries, int at_least)
+{
+    pgs_runtime *rt;
+    pgs_ref ref;
+    char key[16];
+    REQUIRE_OK(pgs_open(&rt, url, NULL));
+    REQUIRE_OK(pgs_register(rt, &big_b));
+    int started = 0, rc = PGS_OK;
+    for (int i = 0; i < tries && rc == PGS_OK; i++) {
+        big_key(i, &ref, key);
+        rc = pgs_start(rt, "big", key, strlen(key), NULL, 0, NULL, NULL);
+        started += rc == PGS_OK;
+    }
+    CHECK_EQ(rc, PGS_ENOSPC);
+    CHECK(started > at_least);
+    pgs_close(rt);
+    REQUIRE_OK(pgs_open(&rt, url, NULL));
+    REQUIRE_OK(pgs_register(rt, &big_b));
+    int missing = 0;
+    for (int i = 0; i < started; i++) {
+        big_key(i, &ref, key);
+        missing += tc_callv(rt, &ref, "get", NULL) != PGS_OK;
+    }
+    CHECK_EQ(missing, 0);
+    for (int i = 0; i < 4; i++) {
+        big_key(i, &ref, key);
+        CHECK_EQ(pgs_delete(rt, &ref, 5000), PGS_OK);
+    }
+    CHECK_EQ(pgs_start(rt, "big", "again", 5, NULL, 0, NULL, NULL), PGS_OK);
+    pgs_close(rt);
 }
 
 #endif

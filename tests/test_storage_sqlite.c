@@ -34,52 +34,6 @@ static void unwritable_location_is_refused(void)
     expect_open_fails("sqlite:x.db?colour=blue", PGS_EURL);
 }
 
-/* A store that fills up (max_size, SQLite's max_page_count: a real
-** SQLITE_FULL, as on a full disk): the calls that cannot be written fail
-** with PGS_ENOSPC, and everything acknowledged before is still there. */
-static const pgs_behaviour big_b = {
-    .version = PGS_BEHAVIOUR_VERSION, .name = "big", .state_size = 2000,
-    .init = tc_init_plain, .handle_call = tc_call};
-
-static void full_store_fails_writes_cleanly(void)
-{
-    char full[300];
-    snprintf(full, sizeof full, "sqlite:%s/full.db?max_size=131072", dir);
-    pgs_runtime *rt;
-    pgs_options o;
-    pgs_options_init(&o);
-    REQUIRE_OK(pgs_open(&rt, full, &o));
-    REQUIRE_OK(pgs_register(rt, &big_b));
-    int started = 0, rc = PGS_OK;
-    for (int i = 0; i < 1000 && rc == PGS_OK; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "b%d", i);
-        rc = pgs_start(rt, "big", key, strlen(key), NULL, 0, NULL, NULL);
-        started += rc == PGS_OK;
-    }
-    CHECK_EQ(rc, PGS_ENOSPC);
-    CHECK(started > 10);
-    pgs_close(rt);
-    /* Every server acknowledged is there, and the store works again once
-    ** space is freed. */
-    REQUIRE_OK(pgs_open(&rt, full, &o));
-    REQUIRE_OK(pgs_register(rt, &big_b));
-    int missing = 0;
-    for (int i = 0; i < started; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "b%d", i);
-        pgs_ref ref;
-        pgs_ref_make(&ref, "big", key, strlen(key));
-        missing += tc_callv(rt, &ref, "get", NULL) != PGS_OK;
-    }
-    CHECK_EQ(missing, 0);
-    pgs_ref first;
-    pgs_ref_make(&first, "big", "b0", 2);
-    CHECK_EQ(pgs_delete(rt, &first, 5000), PGS_OK);
-    CHECK_EQ(pgs_start(rt, "big", "again", 5, NULL, 0, NULL, NULL), PGS_OK);
-    pgs_close(rt);
-}
-
 static void set_schema(const char *path, int v)
 {
     sqlite3 *db;
@@ -129,7 +83,10 @@ int main(void)
     int failures = pgs_conformance_run(url, NULL);
     store_in_use_is_busy_at(url); /* one process at a time */
     RUN(unwritable_location_is_refused);
-    RUN(full_store_fails_writes_cleanly);
+    /* max_size is SQLite's max_page_count: a real SQLITE_FULL, as on a full disk. */
+    char full[300];
+    snprintf(full, sizeof full, "sqlite:%s/full.db?max_size=131072", dir);
+    store_fills_up_cleanly(full, 1000, 10);
     RUN(schema_versions);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
