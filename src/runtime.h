@@ -429,6 +429,9 @@ int pgsi_timer_start(pgs_runtime *rt);
 void pgsi_timer_stop(pgs_runtime *rt);
 void pgsi_timer_free(pgs_runtime *rt);
 void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline); /* shard lock held, !in_timer */
+/* Brings s's armed idle entry forward to deadline if it is later (shard
+** lock held, in_timer): an idle timeout shortened by pgs_reconfigure. */
+void pgsi_idle_sooner(pgs_runtime *rt, server *s, int64_t deadline);
 /* At `deadline` (ns, monotonic), pgsi_wake_due(b, ref). */
 int pgsi_timer_wake(pgs_runtime *rt, const beh *b, const pgs_ref *ref, int64_t deadline);
 int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t delay_ms,

@@ -896,6 +896,8 @@ static int examine(pgs_runtime *rt, shard *sh, server *s)
             pgsi_runq_push(rt, s);
     } else if (!s->in_timer) {
         pgsi_idle_arm(rt, s, due);
+    } else { /* armed for an older, longer timeout, maybe */
+        pgsi_idle_sooner(rt, s, due);
     }
     return 0;
 }

@@ -272,6 +272,18 @@ void pgsi_idle_arm(pgs_runtime *rt, server *s, int64_t deadline)
     pthread_mutex_unlock(&rt->t_lock);
 }
 
+void pgsi_idle_sooner(pgs_runtime *rt, server *s, int64_t deadline)
+{
+    pthread_mutex_lock(&rt->t_lock);
+    if (s->idle.deadline > deadline) {
+        s->idle.deadline = deadline;
+        sift_up(rt, s->idle.idx);
+        if (s->idle.idx == 0)
+            pthread_cond_signal(&rt->t_cv); /* new earliest deadline */
+    }
+    pthread_mutex_unlock(&rt->t_lock);
+}
+
 int pgsi_timer_add(pgs_runtime *rt, const beh *b, const pgs_ref *ref, uint32_t delay_ms,
                    const void *data, size_t len, uint64_t *id)
 {
