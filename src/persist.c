@@ -166,7 +166,8 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async)
         if (!rt->inline_writes) {
             rc = pgsi_submit_put(rt, s, &rec, async);
         } else if (!(rc = pgs_storage_batch(rt->st, &w, 1))) {
-            PGSI_STAT(rt, s, stored, !s->version); /* a new record */
+            if (!s->version) /* a new record */
+                PGSI_STAT(rt, s, stored, 1);
             s->version++;
             PGSI_STAT(rt, s, writes, 1);
             PGSI_STAT(rt, s, commits, 1);
