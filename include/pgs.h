@@ -535,7 +535,8 @@ PGS_API int pgs_record_options_encode(const pgs_server_opts *opts, int parked,
 */
 typedef struct pgs_runtime pgs_runtime;
 
-#define PGS_OPTIONS_VERSION 1
+/* 2: on_event.  A version 1 struct (without it) is still accepted. */
+#define PGS_OPTIONS_VERSION 2
 
 typedef struct pgs_options {
     int version;              /* PGS_OPTIONS_VERSION */
@@ -552,6 +553,14 @@ typedef struct pgs_options {
                                  touches it (owned by the caller) */
     uint32_t backoff_max_ms;  /* the longest wait before a restart after a
                                  crash; 0: 5000 */
+    /* Version 2.  If not NULL, told of every server's every lifecycle event
+    ** (enum pgs_event: the events monitors see, for all servers), with
+    ** `user` above: for tracing and logging.  It runs on the pgs thread
+    ** where the event happened, with no lock held, after the event; ref is
+    ** valid during the call.  It must be quick and thread-safe, and must
+    ** not wait on a server (it may be that server's own turn); it may
+    ** cast.  It is also told of the passivations pgs_close makes. */
+    void (*on_event)(void *user, const pgs_ref *ref, int event);
 } pgs_options;
 
 /* Fills *opts with the defaults. */
@@ -673,7 +682,92 @@ typedef struct pgs_stats {
                                mean group-commit batch) */
 } pgs_stats;
 
+/* Fills *out (a subset of pgs_metrics_get's figures).  Errors: PGS_EINVAL.
+** Any thread. */
 PGS_API int pgs_stats_get(pgs_runtime *rt, pgs_stats *out);
+
+/* ------------------------------------------------------------------------
+** Metrics: a snapshot of the runtime's figures, and its rendering in the
+** Prometheus text format.
+**
+** Counting costs the hot path little: counters live beside the registry
+** shard a server hashes to (the thread updating one already holds that
+** cache line) and are relaxed atomics; the group-commit figures are kept
+** by the one thread committing a batch.  A snapshot sums them without
+** stopping anything, so figures taken while the runtime works may be a
+** few events apart from one another (writes and commits, say).
+*/
+
+/* Buckets of a pgs_histogram. */
+#define PGS_HIST_BUCKETS 24
+
+/* A histogram of non-negative integer observations in fixed log2 buckets:
+** buckets[0] counts observations <= 1; buckets[i], 0 < i < N-1, those in
+** (2^(i-1), 2^i]; buckets[N-1] every one above 2^(N-2) (N =
+** PGS_HIST_BUCKETS).  Counts are per bucket, not cumulative. */
+typedef struct pgs_histogram {
+    uint64_t count;                     /* observations (the buckets' sum) */
+    uint64_t sum;                       /* their total */
+    uint64_t max;                       /* the largest one; 0: none */
+    uint64_t buckets[PGS_HIST_BUCKETS];
+} pgs_histogram;
+
+typedef struct pgs_metrics {
+    /* Gauges: now. */
+    uint64_t active;        /* servers whose state is in memory */
+    uint64_t stored;        /* servers with a stored record: those found when
+                               their behaviour was registered, plus those
+                               created since, less those deleted (records
+                               pgs did not write itself are not seen) */
+    uint64_t passivated;    /* stored - active, or 0: servers whose state is
+                               only in storage (passivated, never activated
+                               since the runtime opened, parked, or waiting
+                               out a crash) */
+    uint64_t queued;        /* messages waiting in mailboxes, all servers
+                               (a call to an idle server, run at once on
+                               the caller's thread, never waits in one) */
+    uint64_t queued_max;    /* the deepest one server's mailbox has been */
+
+    /* Counters: totals since the runtime opened. */
+    uint64_t activations;   /* states brought into memory: inits + reactivations */
+    uint64_t reactivations; /* states loaded from storage (after a
+                               passivation, a crash, or in a new process),
+                               as opposed to made by init */
+    uint64_t passivations;  /* idle, or at close */
+    uint64_t crashes;       /* turns that crashed */
+    uint64_t parked;        /* times a server was parked (PGS_EVENT_PARK) */
+    uint64_t poison;        /* messages set aside (PGS_EVENT_POISON) */
+    uint64_t messages;      /* messages handled */
+    uint64_t writes;        /* records written or deleted */
+    uint64_t commits;       /* storage transactions */
+
+    /* Group commit (zero for engines written inside the turn, which set
+    ** PGS_STORAGE_INLINE: every commit there is one write). */
+    pgs_histogram batch;    /* writes per storage transaction */
+    pgs_histogram write_latency; /* microseconds from a server's write being
+                               queued (the first of the turns it carries,
+                               when several coalesce) to its commit being
+                               durable; successful writes only */
+} pgs_metrics;
+
+/* Fills *out with a snapshot.  Errors: PGS_EINVAL.  Any thread, any time
+** until pgs_close (also after pgs_shutdown). */
+PGS_API int pgs_metrics_get(pgs_runtime *rt, pgs_metrics *out);
+
+/* Renders *m in the Prometheus text exposition format (version 0.0.4):
+** every figure with # HELP and # TYPE lines, named pgs_*; counters end in
+** _total; the histograms as pgs_commit_batch_writes and
+** pgs_write_latency_seconds (in seconds, as Prometheus prefers), with
+** cumulative _bucket{le="..."} lines, _sum and _count.  Writes the text,
+** NUL-terminated, into buf[0..size) if it fits; *len (may be NULL)
+** receives its length without the NUL either way, so a call with size 0
+** (buf may then be NULL) measures it.  PGS_METRICS_TEXT_MAX bytes always
+** suffice.
+** Errors: PGS_EINVAL (m NULL, or buf NULL with size > 0), PGS_ETOOBIG
+** (buf too small: it holds a truncated, NUL-terminated prefix).  Any
+** thread; it touches nothing but its arguments. */
+#define PGS_METRICS_TEXT_MAX 8192
+PGS_API int pgs_metrics_prometheus(const pgs_metrics *m, char *buf, size_t size, size_t *len);
 
 /* 1 if the server is active (in memory) now, 0 if not; negative on error. */
 PGS_API int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref);

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # The README's first command: installs what pgs needs (Debian 12, as root or
-# with sudo), builds it, and runs the demo on the embedded default store,
-# SQLite, in build/demo/: the counter example run as separate processes,
-# then the tour (passivation, reactivation, a crash, close and reopen).
+# with sudo), builds it, and runs the game demo on the embedded default
+# store, SQLite: 100,000 players, each a persistent server, played for 40
+# seconds, with the worker process killed (SIGKILL) halfway and every
+# acknowledged player state checked after the restart.  Arguments go to
+# the game (e.g. --players 200000 --seconds 30 --metrics-port 9464).
+#
+#   scripts/demo.sh --counter    the older demo instead: examples/counter as
+#                                separate processes, then examples/tour
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j"$(nproc)" >/dev/null
+bin=$PWD/build/release/examples
 mkdir -p build/demo
 cd build/demo
-rm -f counter.db* tour.db*
-bin=../release/examples
 
+if [ "${1:-}" != --counter ]; then
+  exec "$bin/game" "$@"
+fi
+
+rm -f counter.db* tour.db*
 echo "== examples/counter: each line is a new process on sqlite:counter.db"
 for cmd in "incr 42" "incr 42" "incr 7" "get 42"; do
   printf '$ counter %-8s -> ' "$cmd"
-  $bin/counter $cmd
+  "$bin/counter" $cmd
 done
 
 echo
 echo "== examples/tour: 2000 bank accounts on sqlite:tour.db"
-$bin/tour
+"$bin/tour"

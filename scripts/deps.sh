@@ -10,8 +10,9 @@
 set -euo pipefail
 
 # zlib1g-dev: sqlite3.pc asks for -lz, so `pkg-config --static pgs` does too.
+# libmicrohttpd-dev: the game demo serves its metrics over HTTP.
 PACKAGES=(build-essential cmake pkg-config libsqlite3-dev libxxhash-dev liblmdb-dev libpq-dev
-          zlib1g-dev)
+          zlib1g-dev libmicrohttpd-dev)
 if [ "${1:-build}" = test ]; then
   PACKAGES+=(clang libclang-rt-14-dev spin postgresql) # tests start their own cluster
 fi

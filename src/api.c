@@ -228,24 +228,6 @@ void *pgs_user(const pgs_ctx *ctx)
 /* ------------------------------------------------------------------------
 ** Introspection.
 */
-int pgs_stats_get(pgs_runtime *rt, pgs_stats *out)
-{
-    if (!rt || !out)
-        return PGS_EINVAL;
-    memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < PGSI_SHARDS; i++) {
-        const stats *st = &rt->shards[i].st;
-        out->active += atomic_load_explicit(&st->active, memory_order_relaxed);
-        out->activations += atomic_load_explicit(&st->activations, memory_order_relaxed);
-        out->passivations += atomic_load_explicit(&st->passivations, memory_order_relaxed);
-        out->crashes += atomic_load_explicit(&st->crashes, memory_order_relaxed);
-        out->messages += atomic_load_explicit(&st->messages, memory_order_relaxed);
-        out->writes += atomic_load_explicit(&st->writes, memory_order_relaxed);
-        out->commits += atomic_load_explicit(&st->commits, memory_order_relaxed);
-    }
-    return PGS_OK;
-}
-
 int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref)
 {
     const beh *b;

@@ -132,7 +132,8 @@ static int pending_with_room(pgs_runtime *rt, server *s, size_t need)
             fresh->s = s;
             fresh->base = s->version;
             fresh->async = 1; /* the caller makes it sync if it is */
-            fresh->due = pgsi_now_ns() + (int64_t)rt->opts.flush_interval_ms * 1000000;
+            fresh->queued = pgsi_now_ns();
+            fresh->due = fresh->queued + (int64_t)rt->opts.flush_interval_ms * 1000000;
             s->pending = fresh;
             atomic_fetch_add_explicit(&s->writes, 1, memory_order_relaxed);
             queue_push(rt, fresh);
@@ -222,6 +223,27 @@ static wreq *take(pgs_runtime *rt)
     return batch;
 }
 
+/* One storage transaction of the batch's writes [i, i + n). */
+static int transact(pgs_runtime *rt, size_t i, size_t n)
+{
+    int rc = pgs_storage_batch(rt->st, &rt->c_writes[i], n);
+    PGSI_STAT(rt, rt->c_which[i]->s, commits, 1);
+    pgsi_hist_add(&rt->c_batch, n);
+    return rc;
+}
+
+/* Counts a committed write: its record's birth or death, and how long it
+** waited since it was queued. */
+static void count_write(pgs_runtime *rt, wreq *w, int64_t now)
+{
+    PGSI_STAT(rt, w->s, writes, 1);
+    if (w->op == PGS_OP_PUT && !w->base)
+        PGSI_STAT(rt, w->s, stored, 1);
+    else if (w->op == PGS_OP_DELETE && w->base)
+        PGSI_STAT(rt, w->s, stored, -1);
+    pgsi_hist_add(&rt->c_latency, (uint64_t)(now - w->queued) / 1000);
+}
+
 /* Commits the batch's writes in one transaction.  If it fails and holds
 ** more than one write, each is retried alone, so one bad record (a
 ** conflict, say) does not fail its neighbours. */
@@ -237,17 +259,10 @@ static void commit_batch(pgs_runtime *rt, wreq *batch)
     }
     if (!n)
         return;
-    int rc = pgs_storage_batch(rt->st, rt->c_writes, n);
-    PGSI_STAT(rt, rt->c_which[0]->s, commits, 1);
-    if (rc && n > 1) {
-        for (size_t i = 0; i < n; i++) {
-            rt->c_which[i]->status = pgs_storage_batch(rt->st, &rt->c_writes[i], 1);
-            PGSI_STAT(rt, rt->c_which[i]->s, commits, 1);
-        }
-    } else {
-        for (size_t i = 0; i < n; i++)
-            rt->c_which[i]->status = rc;
-    }
+    int rc = transact(rt, 0, n);
+    for (size_t i = 0; i < n; i++)
+        rt->c_which[i]->status = rc && n > 1 ? transact(rt, i, 1) : rc;
+    int64_t now = pgsi_now_ns();
     for (size_t i = 0; i < n; i++) {
         wreq *w = rt->c_which[i];
         /* Deleting what was never stored (a server stopped before its first
@@ -255,7 +270,7 @@ static void commit_batch(pgs_runtime *rt, wreq *batch)
         if (w->status == PGS_ENOTFOUND && w->op == PGS_OP_DELETE)
             w->status = PGS_OK;
         if (!w->status)
-            PGSI_STAT(rt, w->s, writes, 1);
+            count_write(rt, w, now);
     }
 }
 

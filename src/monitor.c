@@ -9,6 +9,11 @@
 ** Matching monitors are copied out under the lock and told after it is
 ** released: a callback may then call back into the runtime, even
 ** pgs_monitor itself.
+**
+** Every event of every server passes through pgsi_monitor_event, so it is
+** also where the runtime-wide hook (pgs_options.on_event) is told and the
+** events that are figures of their own (parkings, set-aside messages) are
+** counted (metrics.c).
 */
 #include "runtime.h"
 
@@ -190,8 +195,21 @@ static monitor *collect(pgs_runtime *rt, const pgs_ref *ref, uint64_t hash, int 
     return out;
 }
 
+/* Counts the events that are figures of their own, and tells the hook. */
+static void observe(pgs_runtime *rt, const pgs_ref *ref, uint64_t hash, int event)
+{
+    shard *sh = pgsi_shard_of(rt, hash);
+    if (event == PGS_EVENT_PARK)
+        atomic_fetch_add_explicit(&sh->st.parked, 1, memory_order_relaxed);
+    else if (event == PGS_EVENT_POISON)
+        atomic_fetch_add_explicit(&sh->st.poison, 1, memory_order_relaxed);
+    if (rt->opts.on_event)
+        rt->opts.on_event(rt->opts.user, ref, event);
+}
+
 void pgsi_monitor_event(pgs_runtime *rt, const pgs_ref *ref, uint64_t hash, int event)
 {
+    observe(rt, ref, hash, event);
     if (!atomic_load_explicit(&rt->m_count, memory_order_relaxed))
         return;
     size_t n;

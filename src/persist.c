@@ -96,6 +96,7 @@ int pgsi_load(pgs_runtime *rt, server *s, const pgs_ref *ref, int allow_parked)
         atomic_store_explicit(&s->loaded, 1, memory_order_relaxed);
         PGSI_STAT(rt, s, active, 1);
         PGSI_STAT(rt, s, activations, 1);
+        PGSI_STAT(rt, s, reactivations, 1);
     }
     free(rec);
     return rc;
@@ -183,6 +184,8 @@ int pgsi_write(pgs_runtime *rt, server *s, const pgs_ref *ref, int async, const 
         if (!rt->inline_writes) {
             rc = pgsi_submit_put(rt, s, &rec, async);
         } else if (!(rc = pgs_storage_batch(rt->st, &w, 1))) {
+            if (!s->version) /* a new record */
+                PGSI_STAT(rt, s, stored, 1);
             s->version++;
             PGSI_STAT(rt, s, writes, 1);
             PGSI_STAT(rt, s, commits, 1);
@@ -200,6 +203,11 @@ int pgsi_erase(pgs_runtime *rt, server *s, const pgs_ref *ref)
     if (!rt->inline_writes)
         return pgsi_submit_delete(rt, s, ref);
     int rc = pgs_storage_del(rt->st, ref);
+    if (rc == PGS_OK) {
+        PGSI_STAT(rt, s, stored, -1);
+        PGSI_STAT(rt, s, writes, 1);
+        PGSI_STAT(rt, s, commits, 1);
+    }
     if (rc == PGS_OK || rc == PGS_ENOTFOUND)
         s->version = 0;
     return rc == PGS_ENOTFOUND ? PGS_OK : rc;

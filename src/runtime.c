@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -221,7 +222,8 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
         int rc = check_options(opts);
         if (rc)
             return rc;
-        o = *opts;
+        /* A version 1 struct ends before on_event. */
+        memcpy(&o, opts, opts->version >= 2 ? sizeof o : offsetof(pgs_options, on_event));
         if (!o.idle_timeout_ms)
             o.idle_timeout_ms = 30000;
         if (!o.max_message_size)
@@ -263,17 +265,22 @@ int pgs_open(pgs_runtime **out, const char *url, const pgs_options *opts)
 }
 
 /* ------------------------------------------------------------------------
-** Register, and revive the behaviour's permanent servers.
+** Register, and revive the behaviour's permanent servers.  The one scan of
+** the behaviour's records also counts them, for the figure of stored
+** servers (metrics.c).  It runs before the behaviour is published, so no
+** record of it can be created meanwhile and counted twice.
 */
 typedef struct ref_list {
     pgs_ref *refs;
     size_t len, cap;
     uint8_t default_lifecycle;
+    uint64_t records;
 } ref_list;
 
 static int collect_permanent(void *arg, const pgs_record *rec)
 {
     ref_list *l = arg;
+    l->records++;
     pgs_server_opts o;
     int parked;
     if (pgsi_opts_decode(rec->options, rec->options_len, &o, &parked))
@@ -293,13 +300,10 @@ static int collect_permanent(void *arg, const pgs_record *rec)
     return 0;
 }
 
-static void revive_permanent(pgs_runtime *rt, const beh *b)
+static void revive_permanent(pgs_runtime *rt, const beh *b, ref_list *l)
 {
-    ref_list l = {.default_lifecycle = b->lifecycle};
-    pgs_storage_scan(rt->st, b->b->name, collect_permanent, &l);
-    for (size_t i = 0; i < l.len; i++)
-        pgsi_revive(rt, b, &l.refs[i]);
-    free(l.refs);
+    for (size_t i = 0; i < l->len; i++)
+        pgsi_revive(rt, b, &l->refs[i]);
 }
 
 static int check_behaviour(const pgs_behaviour *b)
@@ -325,6 +329,9 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b)
         return rc;
     if (atomic_load(&rt->closing))
         return PGS_ECLOSED;
+    ref_list l = {.default_lifecycle = b->defaults.lifecycle ? b->defaults.lifecycle
+                                                             : PGS_TRANSIENT};
+    pgs_storage_scan(rt->st, b->name, collect_permanent, &l);
     pthread_mutex_lock(&rt->reg_lock);
     size_t n = atomic_load_explicit(&rt->nbehs, memory_order_relaxed);
     if (pgsi_beh_find(rt, b->name))
@@ -337,13 +344,15 @@ int pgs_register(pgs_runtime *rt, const pgs_behaviour *b)
         e->name_len = (uint8_t)strlen(b->name);
         e->idle_ms = b->defaults.idle_timeout_ms ? b->defaults.idle_timeout_ms
                                                  : rt->opts.idle_timeout_ms;
-        e->lifecycle = b->defaults.lifecycle ? b->defaults.lifecycle : PGS_TRANSIENT;
+        e->lifecycle = l.default_lifecycle;
         e->write_mode = b->defaults.write_mode ? b->defaults.write_mode : PGS_WRITE_SYNC;
+        atomic_fetch_add_explicit(&rt->shards[0].st.stored, l.records, memory_order_relaxed);
         atomic_store_explicit(&rt->nbehs, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&rt->reg_lock);
     if (!rc)
-        revive_permanent(rt, &rt->behs[n]);
+        revive_permanent(rt, &rt->behs[n], &l);
+    free(l.refs);
     return rc;
 }
 

@@ -63,6 +63,7 @@ struct server {
     int64_t backoff_until;  /* ns: after a crash, no turn runs before this;
                                its messages wait (fault.c); shard lock */
     uint32_t nwaiting;      /* queued calls whose thread is blocked; shard lock */
+    uint32_t mb_len;        /* messages in the mailbox; shard lock */
     /* Owner only: */
     uint8_t dirty;
     uint8_t parked;         /* loaded for an operator action while parked */
@@ -155,6 +156,7 @@ struct wreq {
     int status;          /* outcome, once committed */
     uint8_t async;       /* no one waits yet: may wait until `due` */
     int64_t due;         /* async: committed by then */
+    int64_t queued;      /* ns, when its first turn queued it (metrics) */
     uint64_t base;       /* the version storage holds before this write */
     uint32_t keep;       /* PUT: older versions to keep (pgs_write.keep) */
     held *held_head, *held_tail; /* outputs released when it is durable */
@@ -187,8 +189,20 @@ struct pgs_ctx {
 ** counter bumped on every message would bounce between cores.  Relaxed
 ** atomics: counters, no ordering needed. */
 typedef struct stats {
-    _Atomic uint64_t active, activations, passivations, crashes, messages, writes, commits;
+    _Atomic uint64_t active, activations, reactivations, passivations, crashes, messages,
+        writes, commits, stored, parked, poison;
+    /* Written only under the shard lock (mailboxes), so a plain load and
+    ** store (PGSI_STAT_LOCKED) replace the locked add; read by anyone. */
+    _Atomic uint64_t queued, queued_max;
 } stats;
+
+/* A pgs_histogram kept by the group commit (metrics.c).  Written only by
+** the thread running a batch: batches run one at a time, handed over under
+** the commit lock, so relaxed loads and stores lose no update; snapshots
+** read them without the lock. */
+typedef struct hist {
+    _Atomic uint64_t sum, max, buckets[PGS_HIST_BUCKETS];
+} hist;
 
 typedef struct shard {
     pthread_mutex_t lock;
@@ -201,6 +215,13 @@ typedef struct shard {
 #define PGSI_STAT(rt, s, f, n) \
     atomic_fetch_add_explicit(&pgsi_shard_of((rt), (s)->hash)->st.f, (uint64_t)(n), \
                               memory_order_relaxed)
+
+/* Adds n to statistic `f` of shard sh, whose lock is held: no other thread
+** writes it meanwhile. */
+#define PGSI_STAT_LOCKED(sh, f, n) \
+    atomic_store_explicit(&(sh)->st.f, \
+                          atomic_load_explicit(&(sh)->st.f, memory_order_relaxed) + \
+                              (uint64_t)(n), memory_order_relaxed)
 
 /* API calls in progress, counted in one of PGSI_SLOTS padded slots chosen
 ** by the calling thread, so concurrent callers do not share a line. */
@@ -256,6 +277,8 @@ struct pgs_runtime {
     pthread_t c_threads[PGSI_COMMITTERS];
     pgs_write *c_writes;        /* the batch being committed (c_busy owner) */
     wreq **c_which;
+    hist c_batch;               /* writes per transaction (c_busy owner) */
+    hist c_latency;             /* µs from queued to durable (c_busy owner) */
 
     /* Monitors (monitor.c); monitor lock. */
     pthread_mutex_t m_lock;
@@ -393,6 +416,10 @@ void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);
 /* Removes set-aside message id from storage; *rec holds its bytes, which
 ** *p points into (free(*rec) after). */
 int pgsi_poison_take(pgs_runtime *rt, uint64_t id, pgs_record **rec, pgs_poison *p);
+
+/* ---- metrics.c */
+/* Adds an observation (the batch-running thread only). */
+void pgsi_hist_add(hist *h, uint64_t v);
 
 /* ---- monitor.c */
 void pgsi_monitor_init(pgs_runtime *rt);

@@ -50,7 +50,8 @@ void pgsi_msg_free(msg *m)
     free(m);
 }
 
-static void mb_push(server *s, msg *m)
+/* sh: s's shard, whose lock is held; it keeps the mailbox figures. */
+static void mb_push(shard *sh, server *s, msg *m)
 {
     m->next = NULL;
     if (s->mb_tail)
@@ -58,13 +59,20 @@ static void mb_push(server *s, msg *m)
     else
         s->mb_head = m;
     s->mb_tail = m;
+    PGSI_STAT_LOCKED(sh, queued, 1);
+    if (++s->mb_len > atomic_load_explicit(&sh->st.queued_max, memory_order_relaxed))
+        atomic_store_explicit(&sh->st.queued_max, s->mb_len, memory_order_relaxed);
 }
 
-static msg *mb_pop(server *s)
+static msg *mb_pop(shard *sh, server *s)
 {
     msg *m = s->mb_head;
-    if (m && !(s->mb_head = m->next))
+    if (!m)
+        return NULL;
+    if (!(s->mb_head = m->next))
         s->mb_tail = NULL;
+    s->mb_len--;
+    PGSI_STAT_LOCKED(sh, queued, -1);
     return m;
 }
 
@@ -664,7 +672,7 @@ static int run_owned(pgs_runtime *rt, server *s, msg *mine, int64_t deadline, in
                 pgsi_server_free(s);
             return handled;
         }
-        mb_pop(s);
+        mb_pop(sh, s);
         unwait(s, m);
         s->passivate_pending = 0;
         pthread_mutex_unlock(&sh->lock);
@@ -689,7 +697,7 @@ int pgsi_send(pgs_runtime *rt, const beh *b, const pgs_ref *ref, msg *m)
     pthread_mutex_lock(&sh->lock);
     int rc = lookup(sh, b, ref, h, &s);
     if (rc == PGS_OK) {
-        mb_push(s, m);
+        mb_push(sh, s, m);
         if (s->status == S_IDLE && !backing_off(rt, s)) {
             s->status = S_SCHEDULED;
             if (!s->in_runq)
@@ -784,7 +792,7 @@ static int run_queued(pgs_runtime *rt, shard *sh, server *s, msg *m, waiter *w,
     int own = 0;
     m->w = w;
     m->sync = 1;
-    mb_push(s, m);
+    mb_push(sh, s, m);
     /* Take it over: no thread hop.  An idle server with a queue is waiting
     ** out a backoff: its owner-to-be (this thread) waits it out. */
     if (s->status == S_SCHEDULED || s->status == S_IDLE) {
@@ -896,7 +904,7 @@ static int examine(pgs_runtime *rt, shard *sh, server *s)
             pgsi_runq_push(rt, s);
     } else if (!s->in_timer) {
         pgsi_idle_arm(rt, s, due);
-    }
+    } /* else armed already: a changed timeout was re-armed at release */
     return 0;
 }
 
@@ -950,7 +958,7 @@ int pgsi_passivate_all(pgs_runtime *rt)
     for (server *s = all, *next; s; s = next) {
         next = s->hnext;
         msg *m;
-        while ((m = mb_pop(s))) /* none expected: the pool drained */
+        while ((m = mb_pop(pgsi_shard_of(rt, s->hash), s))) /* none expected: drained */
             pgsi_msg_free(m);
         int lost = s->dirty || atomic_load_explicit(&s->write_error, memory_order_relaxed);
         if (atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
@@ -958,6 +966,7 @@ int pgsi_passivate_all(pgs_runtime *rt)
             pgsi_ref_of(s, &ctx.self);
             pgsi_unload(rt, s, &ctx, PGS_REASON_SHUTDOWN);
             PGSI_STAT(rt, s, passivations, 1);
+            pgsi_monitor_event(rt, &ctx.self, s->hash, PGS_EVENT_PASSIVATE);
         }
         first = first ? first : lost ? PGS_ESTORAGE : PGS_OK;
         pgsi_server_free(s);

@@ -625,6 +625,23 @@ static void monitor_by_info(void)
 /* ------------------------------------------------------------------------
 ** Reconfiguration and migration.
 */
+/* A timeout shortened while the longer one is armed applies from the
+** server's last message, even one after the reconfiguration. */
+static void shorter_idle_timeout_applies_after_later_calls(void)
+{
+    probe_reset();
+    pgs_runtime *rt = open_rt("memory:");
+    pgs_ref ref = start(rt, "s", "1", &(pgs_server_opts){.idle_timeout_ms = 60000});
+    CHECK_EQ(pgs_reconfigure(rt, &ref, &(pgs_server_opts){.idle_timeout_ms = 25}, 5000),
+             PGS_OK);
+    usleep(10000);
+    CHECK(value(rt, &ref) == 1); /* active again, 10 ms later */
+    for (int i = 0; i < 200 && pgs_is_active(rt, &ref) == 1; i++)
+        usleep(5000);
+    CHECK(pgs_is_active(rt, &ref) == 0);
+    pgs_close(rt);
+}
+
 static void reconfigure_lasts(void)
 {
     probe_reset();
@@ -824,6 +841,7 @@ int main(void)
     RUN(temporary_crash_deletes);
     RUN(monitor_by_info);
     RUN(reconfigure_lasts);
+    RUN(shorter_idle_timeout_applies_after_later_calls);
     RUN(state_migrates);
     RUN(history_keeps_messages);
     RUN(reserved_names);
