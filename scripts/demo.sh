@@ -18,7 +18,13 @@ mkdir -p build/demo
 cd build/demo
 
 if [ "${1:-}" != --counter ]; then
-  exec "$bin/game" "$@"
+  rm -rf game && mkdir game
+  "$bin/game" --dir "$PWD/game" "$@"
+  echo
+  echo "The store stays in build/demo/game/game.db; look inside with the pgs tool:"
+  echo "  build/release/tools/pgs --store sqlite:build/demo/game/game.db stats"
+  echo "  build/release/tools/pgs --store sqlite:build/demo/game/game.db list | head"
+  exit 0
 fi
 
 rm -f counter.db* tour.db*
