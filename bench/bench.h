@@ -55,6 +55,48 @@ static inline uint64_t read_u64(const void *p, size_t len)
     return v;
 }
 
+#ifdef BENCH_COUNTER
+/* The counter behaviour of calls and peer: a flat 8-byte state.  A call or
+** cast adds the message's value; a call replies with the new total.  A
+** call with no value is a read: nothing to store. */
+typedef struct counter {
+    uint64_t n;
+} counter;
+
+static int counter_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
+{
+    (void)ctx, (void)state, (void)args, (void)len;
+    return PGS_PERSIST; /* the count starts at 0 */
+}
+
+static int counter_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
+{
+    counter *c = state;
+    uint64_t v = read_u64(msg, len);
+    c->n += v;
+    if (pgs_reply(ctx, &c->n, sizeof c->n) != PGS_OK)
+        return PGS_CRASH; /* the caller sees the failure; nothing persists */
+    return v ? PGS_PERSIST : PGS_UNCHANGED;
+}
+
+static int counter_cast(pgs_ctx *ctx, void *state, const void *msg, size_t len)
+{
+    (void)ctx;
+    counter *c = state;
+    c->n += read_u64(msg, len);
+    return PGS_PERSIST;
+}
+
+static const pgs_behaviour counter_behaviour = {
+    .version = PGS_BEHAVIOUR_VERSION,
+    .name = "counter",
+    .state_size = sizeof(counter),
+    .init = counter_init,
+    .handle_call = counter_call,
+    .handle_cast = counter_cast,
+};
+#endif /* BENCH_COUNTER */
+
 #ifdef BENCH_STORE
 /* ========================================================================
 ** Store benchmarks (durable.c, engines.c), shared: --servers counter

@@ -62,6 +62,7 @@
 ** --seconds S per measurement (1.0), --quick (small sizes: a smoke test).
 */
 #define BENCH_NAME "calls"
+#define BENCH_COUNTER
 #include "bench.h"
 #include "pgs.h"
 
@@ -116,48 +117,6 @@ typedef struct results {
     double casts[NCLIENT_SETS];
     mem_result mem;
 } results;
-
-/* ------------------------------------------------------------------------
-** The counter behaviour: a flat 8-byte state.  A call or cast adds the
-** message's value; a call replies with the new total.  A call with no
-** value is a read and asks for no write.
-*/
-typedef struct counter {
-    uint64_t n;
-} counter;
-
-static int counter_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
-{
-    (void)ctx, (void)state, (void)args, (void)len;
-    return PGS_PERSIST;
-}
-
-static int counter_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    counter *c = state;
-    uint64_t v = read_u64(msg, len);
-    c->n += v;
-    if (pgs_reply(ctx, &c->n, sizeof c->n) != PGS_OK)
-        return PGS_CRASH; /* the caller sees the failure; nothing persists */
-    return v ? PGS_PERSIST : PGS_NOPERSIST;
-}
-
-static int counter_cast(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    (void)ctx;
-    counter *c = state;
-    c->n += read_u64(msg, len);
-    return PGS_PERSIST;
-}
-
-static const pgs_behaviour counter_behaviour = {
-    .version = PGS_BEHAVIOUR_VERSION,
-    .name = "counter",
-    .state_size = sizeof(counter),
-    .init = counter_init,
-    .handle_call = counter_call,
-    .handle_cast = counter_cast,
-};
 
 /* ------------------------------------------------------------------------
 ** 1. The reference: a mutex/condvar round trip between two threads.

@@ -71,6 +71,7 @@
 ** a smoke test).
 */
 #define BENCH_NAME "peer"
+#define BENCH_COUNTER
 #include "bench.h"
 #include "pgs.h"
 
@@ -262,41 +263,6 @@ static int erlang_side(const config *cfg, figures *f)
 ** The pgs side.  The counter: a call or cast adds the message's value; a
 ** call replies with the new count.  Value 0 is a read: nothing to store.
 */
-typedef struct counter {
-    uint64_t n;
-} counter;
-
-static int counter_init(pgs_ctx *ctx, void *state, const void *args, size_t len)
-{
-    return PGS_PERSIST; /* the count starts at 0 */
-}
-
-static int counter_call(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    counter *c = state;
-    uint64_t v = read_u64(msg, len);
-    c->n += v;
-    if (pgs_reply(ctx, &c->n, sizeof c->n) != PGS_OK)
-        return PGS_CRASH;
-    return v ? PGS_PERSIST : PGS_UNCHANGED;
-}
-
-static int counter_cast(pgs_ctx *ctx, void *state, const void *msg, size_t len)
-{
-    counter *c = state;
-    c->n += read_u64(msg, len);
-    return PGS_PERSIST;
-}
-
-static const pgs_behaviour counter_behaviour = {
-    .version = PGS_BEHAVIOUR_VERSION,
-    .name = "counter",
-    .state_size = sizeof(counter),
-    .init = counter_init,
-    .handle_call = counter_call,
-    .handle_cast = counter_cast,
-};
-
 /* The servers of the message phases. */
 typedef struct side {
     pgs_runtime *rt;
