@@ -184,8 +184,9 @@ enum pgs_fault_policy {
     PGS_POLICY_INHERIT = 0,
     PGS_POLICY_BACKOFF = 1,  /* the default: only back off; the state stays */
     PGS_POLICY_ROLLBACK = 2, /* come back from the newest kept version older
-                                than the crashes (see history); park if
-                                there is none */
+                                than the crashes (see history; versions are
+                                writes: turns coalesced into one write go
+                                back together); park if there is none */
     PGS_POLICY_RESET = 3,    /* a fresh init from the stored start arguments */
     PGS_POLICY_PARK = 4      /* keep the data; every message fails with
                                 PGS_EPARKED until pgs_unpark, pgs_repair or
