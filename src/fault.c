@@ -45,30 +45,10 @@
 #define BACKOFF_MIN_NS (10 * 1000000LL)
 #define DEFAULT_MAX_RESTARTS 5
 #define DEFAULT_WINDOW_MS 60000
-#define DEFAULT_ROLLBACK_HISTORY 3
-
-/* ------------------------------------------------------------------------
-** Effective settings: the server's override, the behaviour's, the default.
-*/
-#define EFFECTIVE(s, field, dflt) \
-    ((s)->opts.field ? (s)->opts.field \
-                     : (s)->beh->b->defaults.field ? (s)->beh->b->defaults.field : (dflt))
 
 static int policy_of(const server *s)
 {
-    return EFFECTIVE(s, fault_policy, PGS_POLICY_BACKOFF);
-}
-
-uint32_t pgsi_keep(const server *s)
-{
-    uint16_t h = EFFECTIVE(s, history, policy_of(s) == PGS_POLICY_ROLLBACK
-                                           ? DEFAULT_ROLLBACK_HISTORY : 0);
-    return h == PGS_HISTORY_NONE ? 0 : h;
-}
-
-int pgsi_keeps_messages(const server *s)
-{
-    return EFFECTIVE(s, history_messages, 2) == 1;
+    return PGSI_EFFECTIVE(s, fault_policy, PGS_POLICY_BACKOFF);
 }
 
 static int64_t wall_ms(void)
@@ -243,7 +223,7 @@ static int count_crash(pgs_runtime *rt, server *s, const pgs_ref *ref, const msg
     if (rc)
         return rc;
     int64_t now = wall_ms();
-    uint32_t window = EFFECTIVE(s, restart_window_ms, DEFAULT_WINDOW_MS);
+    uint32_t window = PGSI_EFFECTIVE(s, restart_window_ms, DEFAULT_WINDOW_MS);
     if (!out->crashes || now - out->window_start_ms > (int64_t)window ||
         now < out->window_start_ms || out->since_version > s->version) {
         out->crashes = 0; /* a new window (the clock moved back, or a new life) */
@@ -536,11 +516,11 @@ int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int sta
     }
     fault f = {0};
     count_crash(rt, s, ref, m, error, &f); /* storage down: counted as one */
-    int again = m->attempts < EFFECTIVE(s, poison_after, 1);
+    int again = m->attempts < PGSI_EFFECTIVE(s, poison_after, 1);
     if (!again && set_aside(rt, s, ref, m, error) == PGS_OK)
         pgsi_monitor_event(rt, ref, s->hash, PGS_EVENT_POISON);
     int event = 0;
-    if (f.crashes > EFFECTIVE(s, max_restarts, DEFAULT_MAX_RESTARTS))
+    if (f.crashes > PGSI_EFFECTIVE(s, max_restarts, DEFAULT_MAX_RESTARTS))
         event = apply_policy(rt, s, ctx, &f);
     if (event)
         pgsi_monitor_event(rt, ref, s->hash, event);

@@ -406,10 +406,26 @@ void pgsi_ref_of(const server *s, pgs_ref *ref);
 int pgsi_fault_crashed(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m, int status);
 /* Runs an operator message (M_RECONF ... M_ROLLBACK) on the loaded server. */
 int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m);
+/* An effective setting: the server's override, the behaviour's, else
+** dflt.  Inline: pgsi_keep and pgsi_keeps_messages run on every write. */
+#define PGSI_EFFECTIVE(s, field, dflt) \
+    ((s)->opts.field ? (s)->opts.field \
+                     : (s)->beh->b->defaults.field ? (s)->beh->b->defaults.field : (dflt))
+#define PGSI_ROLLBACK_HISTORY 3 /* versions kept by default under rollback */
+
 /* Older versions s keeps in storage (0: none). */
-uint32_t pgsi_keep(const server *s);
+static inline uint32_t pgsi_keep(const server *s)
+{
+    int rollback = PGSI_EFFECTIVE(s, fault_policy, PGS_POLICY_BACKOFF) == PGS_POLICY_ROLLBACK;
+    uint16_t h = PGSI_EFFECTIVE(s, history, rollback ? PGSI_ROLLBACK_HISTORY : 0);
+    return h == PGS_HISTORY_NONE ? 0 : h;
+}
+
 /* 1 if s stores with each version the message that made it. */
-int pgsi_keeps_messages(const server *s);
+static inline int pgsi_keeps_messages(const server *s)
+{
+    return PGSI_EFFECTIVE(s, history_messages, 2) == 1;
+}
 /* Deletes ref's crash record (its server was deleted or wiped):
 ** pgs_storage_fault_clear. */
 void pgsi_fault_forget(pgs_runtime *rt, const pgs_ref *ref);

@@ -765,8 +765,10 @@ static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout
                       int64_t backoff)
 {
     shard *sh = pgsi_shard_of(rt, s->hash);
-    int64_t deadline = pgsi_now_ns() + (int64_t)timeout_ms * 1000000;
-    if (backoff && sleep_until(backoff, deadline)) {
+    int64_t wait_ns = (int64_t)timeout_ms * 1000000;
+    /* The clock is read only when there is something to wait for: the
+    ** direct path's common case never does. */
+    if (backoff && sleep_until(backoff, pgsi_now_ns() + wait_ns)) {
         w->status = PGS_ETIMEDOUT; /* never ran: give the server back */
         m = NULL;
     }
@@ -779,7 +781,7 @@ static int run_direct(pgs_runtime *rt, server *s, msg *m, waiter *w, int timeout
     pthread_mutex_unlock(&sh->lock);
     if (free_it)
         pgsi_server_free(s);
-    if (m && !done && await_durable(rt, sh, w, deadline))
+    if (m && !done && await_durable(rt, sh, w, pgsi_now_ns() + wait_ns))
         return PGS_ETIMEDOUT;
     return w->status;
 }
