@@ -59,34 +59,6 @@ static int64_t wall_ms(void)
 }
 
 /* ------------------------------------------------------------------------
-** Little-endian fields.
-*/
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 8; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* ------------------------------------------------------------------------
 ** Crash records.
 */
 typedef struct fault {
@@ -105,15 +77,15 @@ typedef struct fault {
 static void fault_encode(const fault *f, unsigned char h[FAULT_HEAD])
 {
     memset(h, 0, FAULT_HEAD);
-    put32(h, f->crashes);
-    put32(h + 4, (uint32_t)f->last_error);
-    put64(h + 8, (uint64_t)f->window_start_ms);
-    put64(h + 16, (uint64_t)f->last_crash_ms);
-    put64(h + 24, f->since_version);
-    put64(h + 32, f->crash_version);
+    pgsi_put_le(h, f->crashes, 4);
+    pgsi_put_le(h + 4, (uint32_t)f->last_error, 4);
+    pgsi_put_le(h + 8, (uint64_t)f->window_start_ms, 8);
+    pgsi_put_le(h + 16, (uint64_t)f->last_crash_ms, 8);
+    pgsi_put_le(h + 24, f->since_version, 8);
+    pgsi_put_le(h + 32, f->crash_version, 8);
     h[40] = f->kind;
     h[41] = f->info_kind;
-    put64(h + 48, f->tag);
+    pgsi_put_le(h + 48, f->tag, 8);
 }
 
 static int fault_decode(const pgs_record *rec, fault *f)
@@ -121,15 +93,15 @@ static int fault_decode(const pgs_record *rec, fault *f)
     const unsigned char *h = rec->state;
     if (rec->state_len < FAULT_HEAD)
         return PGS_ECORRUPT;
-    f->crashes = get32(h);
-    f->last_error = (int32_t)get32(h + 4);
-    f->window_start_ms = (int64_t)get64(h + 8);
-    f->last_crash_ms = (int64_t)get64(h + 16);
-    f->since_version = get64(h + 24);
-    f->crash_version = get64(h + 32);
+    f->crashes = (uint32_t)pgsi_get_le(h, 4);
+    f->last_error = (int32_t)(uint32_t)pgsi_get_le(h + 4, 4);
+    f->window_start_ms = (int64_t)pgsi_get_le(h + 8, 8);
+    f->last_crash_ms = (int64_t)pgsi_get_le(h + 16, 8);
+    f->since_version = pgsi_get_le(h + 24, 8);
+    f->crash_version = pgsi_get_le(h + 32, 8);
     f->kind = h[40];
     f->info_kind = h[41];
-    f->tag = get64(h + 48);
+    f->tag = pgsi_get_le(h + 48, 8);
     f->msg = h + FAULT_HEAD;
     f->msg_len = rec->state_len - FAULT_HEAD;
     return PGS_OK;
@@ -313,12 +285,12 @@ static int set_aside(pgs_runtime *rt, server *s, const pgs_ref *ref, const msg *
         free(met);
         return PGS_ENOMEM;
     }
-    put32(head + 4, (uint32_t)error);
-    put32(head + 8, m->attempts);
-    put64(head + 16, (uint64_t)wall_ms());
-    put64(head + 24, met ? met->version : 0);
-    put64(head + 32, m->tag);
-    put64(body, m->len);
+    pgsi_put_le(head + 4, (uint32_t)error, 4);
+    pgsi_put_le(head + 8, m->attempts, 4);
+    pgsi_put_le(head + 16, (uint64_t)wall_ms(), 8);
+    pgsi_put_le(head + 24, met ? met->version : 0, 8);
+    pgsi_put_le(head + 32, m->tag, 8);
+    pgsi_put_le(body, m->len, 8);
     if (m->len)
         memcpy(body + 8, m->data, m->len);
     if (state_len)
@@ -345,18 +317,18 @@ static int poison_decode(const pgs_record *rec, pgs_poison *p)
     if (rec->options_len != POISON_HEAD || rec->state_len < 8 || rec->ref.key_len != 8 ||
         pgs_ref_parse(&p->ref, rec->args, rec->args_len))
         return PGS_ECORRUPT;
-    uint64_t ml = get64(b);
+    uint64_t ml = pgsi_get_le(b, 8);
     if (ml > rec->state_len - 8)
         return PGS_ECORRUPT;
     for (int i = 0; i < 8; i++)
         p->id = p->id << 8 | rec->ref.key[i];
     p->kind = h[0];
     p->info_kind = h[1];
-    p->error = (int32_t)get32(h + 4);
-    p->attempts = get32(h + 8);
-    p->time_ms = (int64_t)get64(h + 16);
-    p->state_version = get64(h + 24);
-    p->tag = get64(h + 32);
+    p->error = (int32_t)(uint32_t)pgsi_get_le(h + 4, 4);
+    p->attempts = (uint32_t)pgsi_get_le(h + 8, 4);
+    p->time_ms = (int64_t)pgsi_get_le(h + 16, 8);
+    p->state_version = pgsi_get_le(h + 24, 8);
+    p->tag = pgsi_get_le(h + 32, 8);
     p->msg = b + 8;
     p->msg_len = (size_t)ml;
     p->state = b + 8 + ml;
@@ -562,7 +534,7 @@ int pgsi_fault_operator(pgs_runtime *rt, server *s, pgs_ctx *ctx, msg *m)
     } else if (m->kind == M_REPAIR) {
         rc = replace_state(rt, s, ctx, m->data, m->len, s->beh->b->schema_version);
     } else if (m->kind == M_ROLLBACK) {
-        uint64_t v = m->len == 8 ? get64(m->data) : 0;
+        uint64_t v = m->len == 8 ? pgsi_get_le(m->data, 8) : 0;
         rc = v == s->version ? PGS_OK : restore_version(rt, s, ctx, v, 0);
         event = PGS_EVENT_ROLLBACK;
     }

@@ -63,6 +63,37 @@ int pgsi_record_fields_present(const pgs_record *rec);
 ** (lengths checked, checksum not).  PGS_OK or PGS_ECORRUPT. */
 int pgsi_record_encoded_version(const void *data, size_t len, uint64_t *version);
 
+/* Fixed-width integers in stored bytes: n bytes, little- or big-endian
+** (big-endian keys sort by number).  put returns the byte after. */
+static inline unsigned char *pgsi_put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++, v >>= 8)
+        *p++ = (unsigned char)v;
+    return p;
+}
+
+static inline uint64_t pgsi_get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline void pgsi_put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static inline uint64_t pgsi_get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 /* Hash of a ref's name and key (used by the registry and the memory store). */
 uint64_t pgsi_ref_hash(const pgs_ref *ref);
 /* 1 if the name is a valid behaviour name. */

@@ -149,20 +149,6 @@ int pgs_behaviour_format(const pgs_behaviour *b, const void *data, size_t len,
 #define OPTS_FORMAT 2
 #define OPTS_V1_LEN 8
 
-static void put_le(unsigned char *p, uint32_t v, int n)
-{
-    for (int i = 0; i < n; i++, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint32_t get_le(const unsigned char *p, int n)
-{
-    uint32_t v = 0;
-    for (int i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
 void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PGSI_OPTS_LEN])
 {
     memset(out, 0, PGSI_OPTS_LEN);
@@ -170,13 +156,13 @@ void pgsi_opts_encode(const pgs_server_opts *o, int parked, unsigned char out[PG
     out[1] = o->lifecycle;
     out[2] = o->write_mode;
     out[3] = parked ? 1 : 0;
-    put_le(out + 4, o->idle_timeout_ms, 4);
+    pgsi_put_le(out + 4, o->idle_timeout_ms, 4);
     out[8] = o->fault_policy;
     out[9] = o->poison_after;
-    put_le(out + 10, o->max_restarts, 2);
-    put_le(out + 12, o->history, 2);
+    pgsi_put_le(out + 10, o->max_restarts, 2);
+    pgsi_put_le(out + 12, o->history, 2);
     out[14] = o->history_messages;
-    put_le(out + 16, o->restart_window_ms, 4);
+    pgsi_put_le(out + 16, o->restart_window_ms, 4);
 }
 
 size_t pgsi_cause_encode(int kind, const void *msg, size_t len, unsigned char *out)
@@ -184,7 +170,7 @@ size_t pgsi_cause_encode(int kind, const void *msg, size_t len, unsigned char *o
     if (out) {
         out[0] = (unsigned char)kind;
         out[1] = out[2] = out[3] = 0;
-        put_le(out + 4, (uint32_t)len, 4);
+        pgsi_put_le(out + 4, (uint32_t)len, 4);
         if (len)
             memcpy(out + CAUSE_HEAD, msg, len);
     }
@@ -200,7 +186,7 @@ int pgs_record_cause(const pgs_record *rec, int *kind, const void **msg, size_t 
         return rec->options_len > PGSI_OPTS_LEN ? PGS_ECORRUPT : PGS_ENOTFOUND;
     p += PGSI_OPTS_LEN;
     size_t n = rec->options_len - PGSI_OPTS_LEN;
-    if (n < CAUSE_HEAD || get_le(p + 4, 4) != n - CAUSE_HEAD || p[0] < 1 || p[0] > 3 ||
+    if (n < CAUSE_HEAD || (uint32_t)pgsi_get_le(p + 4, 4) != n - CAUSE_HEAD || p[0] < 1 || p[0] > 3 ||
         p[1] || p[2] || p[3])
         return PGS_ECORRUPT;
     *kind = p[0];
@@ -232,7 +218,7 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *park
         return PGS_ECORRUPT;
     o->lifecycle = p[1];
     o->write_mode = p[2];
-    o->idle_timeout_ms = get_le(p + 4, 4);
+    o->idle_timeout_ms = (uint32_t)pgsi_get_le(p + 4, 4);
     *parked = p[3];
     if (p[0] == OPTS_FORMAT) {
         if (p[15])
@@ -240,9 +226,9 @@ int pgsi_opts_decode(const void *data, size_t len, pgs_server_opts *o, int *park
         o->history_messages = p[14];
         o->fault_policy = p[8];
         o->poison_after = p[9];
-        o->max_restarts = (uint16_t)get_le(p + 10, 2);
-        o->history = (uint16_t)get_le(p + 12, 2);
-        o->restart_window_ms = get_le(p + 16, 4);
+        o->max_restarts = (uint16_t)(uint32_t)pgsi_get_le(p + 10, 2);
+        o->history = (uint16_t)(uint32_t)pgsi_get_le(p + 12, 2);
+        o->restart_window_ms = (uint32_t)pgsi_get_le(p + 16, 4);
     }
     return pgsi_opts_check(o) ? PGS_ECORRUPT : PGS_OK;
 }

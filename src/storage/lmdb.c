@@ -411,20 +411,6 @@ static size_t make_hprefix(const pgs_ref *ref, unsigned char buf[HKEY_MAX])
     return nl + 2 + ref->key_len;
 }
 
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* 1 if k is a version key of the range prefix[0..plen). */
 static int in_range(const MDB_val *k, const unsigned char *prefix, size_t plen)
 {
@@ -573,7 +559,7 @@ static int trim_history(store *s, MDB_txn *txn, const unsigned char *prefix, siz
         MDB_val k = {plen, (void *)prefix}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         if (rc != MDB_SUCCESS || !in_range(&k, prefix, plen) ||
-            get_be64((const unsigned char *)k.mv_data + plen) >= below)
+            pgsi_get_be64((const unsigned char *)k.mv_data + plen) >= below)
             break;
         if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
             break;
@@ -589,7 +575,7 @@ static int keep_old(store *s, MDB_txn *txn, const pgs_ref *ref, uint64_t version
 {
     unsigned char hb[HKEY_MAX];
     size_t plen = make_hprefix(ref, hb);
-    put_be64(hb + plen, version);
+    pgsi_put_be64(hb + plen, version);
     void *copy = malloc(old->mv_size ? old->mv_size : 1);
     if (!copy)
         return PGS_ENOMEM;

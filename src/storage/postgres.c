@@ -474,20 +474,6 @@ typedef struct params {
     int nnum;
 } params;
 
-static void put_be64(unsigned char *p, uint64_t x)
-{
-    for (int i = 7; i >= 0; i--, x >>= 8)
-        p[i] = (unsigned char)x;
-}
-
-static uint64_t get_be64(const char *p)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++)
-        x = x << 8 | (unsigned char)p[i];
-    return x;
-}
-
 /* A byte string; never NULL, which libpq would send as SQL NULL. */
 static void param_bytes(params *p, int i, const void *data, size_t len)
 {
@@ -499,7 +485,7 @@ static void param_bytes(params *p, int i, const void *data, size_t len)
 static void param_int8(params *p, int i, uint64_t x)
 {
     unsigned char *room = p->num[p->nnum++];
-    put_be64(room, x);
+    pgsi_put_be64(room, x);
     param_bytes(p, i, room, 8);
 }
 
@@ -540,10 +526,10 @@ static int row_fields(const PGresult *r, int row, int col, pgs_record *rec)
         if (PQgetisnull(r, row, col + i) || ((i == 0 || i == 1 || i == 5) &&
                                              PQgetlength(r, row, col + i) != 8))
             return PGS_ECORRUPT;
-    uint64_t schema = get_be64(PQgetvalue(r, row, col + 1));
+    uint64_t schema = pgsi_get_be64((const unsigned char *)PQgetvalue(r, row, col + 1));
     if (schema > UINT32_MAX)
         return PGS_ECORRUPT;
-    rec->version = get_be64(PQgetvalue(r, row, col));
+    rec->version = pgsi_get_be64((const unsigned char *)PQgetvalue(r, row, col));
     rec->schema_version = (uint32_t)schema;
     rec->args = PQgetvalue(r, row, col + 2);
     rec->args_len = (size_t)PQgetlength(r, row, col + 2);
@@ -551,7 +537,7 @@ static int row_fields(const PGresult *r, int row, int col, pgs_record *rec)
     rec->options_len = (size_t)PQgetlength(r, row, col + 3);
     rec->state = PQgetvalue(r, row, col + 4);
     rec->state_len = (size_t)PQgetlength(r, row, col + 4);
-    rec->checksum = get_be64(PQgetvalue(r, row, col + 5));
+    rec->checksum = pgsi_get_be64((const unsigned char *)PQgetvalue(r, row, col + 5));
     return PGS_OK;
 }
 

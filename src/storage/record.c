@@ -28,13 +28,6 @@
 /* XXH3 (libxxhash): a short fixed header gathered in one buffer, then each
 ** byte field chained through the seed.  On the ~80-byte records of the
 ** hot path this costs a few ns where zlib's CRC-32 cost ~125 ns. */
-static uint8_t *put_le(uint8_t *p, uint64_t v, int nbytes)
-{
-    for (int i = 0; i < nbytes; i++)
-        *p++ = (uint8_t)(v >> (8 * i));
-    return p;
-}
-
 static uint64_t hash_field(uint64_t h, const void *p, size_t n)
 {
     return n && p ? XXH3_64bits_withSeed(p, n, h) : h;
@@ -47,13 +40,13 @@ uint64_t pgs_record_checksum(const pgs_record *rec)
     size_t nl = strnlen(r->name, PGS_NAME_MAX) + 1;
     uint8_t hdr[PGS_NAME_MAX + 1 + 2 + PGS_KEY_MAX + 8 + 4 + 3 * 8], *p = hdr;
     memcpy(p, r->name, nl);
-    p = put_le(p + nl, r->key_len, 2);
+    p = pgsi_put_le(p + nl, r->key_len, 2);
     memcpy(p, r->key, kl);
-    p = put_le(p + kl, rec->version, 8);
-    p = put_le(p, rec->schema_version, 4);
-    p = put_le(p, rec->args_len, 8);
-    p = put_le(p, rec->options_len, 8);
-    p = put_le(p, rec->state_len, 8);
+    p = pgsi_put_le(p + kl, rec->version, 8);
+    p = pgsi_put_le(p, rec->schema_version, 4);
+    p = pgsi_put_le(p, rec->args_len, 8);
+    p = pgsi_put_le(p, rec->options_len, 8);
+    p = pgsi_put_le(p, rec->state_len, 8);
     uint64_t h = XXH3_64bits(hdr, (size_t)(p - hdr));
     h = hash_field(h, rec->args, rec->args_len);
     h = hash_field(h, rec->options, rec->options_len);
@@ -110,14 +103,6 @@ int pgs_record_copy(const pgs_record *src, pgs_record **out)
 #define ENC_FORMAT 1
 #define ENC_HEADER (4 + 1 + 1 + 2 + 8 + 4 + 3 * 8 + 8)
 
-static uint64_t get_le(const unsigned char *p, int nbytes)
-{
-    uint64_t v = 0;
-    for (int i = nbytes; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int pgs_record_encode(const pgs_record *rec, pgs_bytes *out)
 {
     if (!out)
@@ -142,12 +127,12 @@ int pgs_record_encode(const pgs_record *rec, pgs_bytes *out)
     memcpy(p, ENC_MAGIC, 4);
     p[4] = ENC_FORMAT;
     p[5] = (unsigned char)nl;
-    p = put_le(p + 6, rec->ref.key_len, 2);
-    p = put_le(p, rec->version, 8);
-    p = put_le(p, rec->schema_version, 4);
+    p = pgsi_put_le(p + 6, rec->ref.key_len, 2);
+    p = pgsi_put_le(p, rec->version, 8);
+    p = pgsi_put_le(p, rec->schema_version, 4);
     for (int i = 0; i < 3; i++)
-        p = put_le(p, parts[i], 8);
-    p = put_le(p, rec->checksum, 8);
+        p = pgsi_put_le(p, parts[i], 8);
+    p = pgsi_put_le(p, rec->checksum, 8);
     memcpy(p, rec->ref.name, nl);
     p += nl;
     memcpy(p, rec->ref.key, rec->ref.key_len);
@@ -171,13 +156,13 @@ static int decode_header(const unsigned char *p, size_t len, pgs_record *rec, si
         return PGS_ECORRUPT;
     memset(rec, 0, sizeof *rec);
     *nl = p[5];
-    uint64_t kl = get_le(p + 6, 2);
-    rec->version = get_le(p + 8, 8);
-    rec->schema_version = (uint32_t)get_le(p + 16, 4);
+    uint64_t kl = pgsi_get_le(p + 6, 2);
+    rec->version = pgsi_get_le(p + 8, 8);
+    rec->schema_version = (uint32_t)pgsi_get_le(p + 16, 4);
     uint64_t lens[3], rest = len - ENC_HEADER;
     for (int i = 0; i < 3; i++)
-        lens[i] = get_le(p + 20 + 8 * i, 8);
-    rec->checksum = get_le(p + 44, 8);
+        lens[i] = pgsi_get_le(p + 20 + 8 * i, 8);
+    rec->checksum = pgsi_get_le(p + 44, 8);
     if (*nl == 0 || *nl > PGS_NAME_MAX || kl > PGS_KEY_MAX || *nl + kl > rest)
         return PGS_ECORRUPT;
     rest -= *nl + kl;
