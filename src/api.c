@@ -36,7 +36,7 @@ static int leave(pgs_runtime *rt, int rc)
 
 /* Checks a caller's ref and finds its behaviour.  The common case costs
 ** one short memcmp: a name equal to a registered one is valid. */
-static int check_ref(pgs_runtime *rt, const pgs_ref *ref, const beh **out)
+int pgsi_check_ref(pgs_runtime *rt, const pgs_ref *ref, const beh **out)
 {
     if (!ref)
         return PGS_EINVAL;
@@ -89,9 +89,9 @@ static int send_kind(pgs_runtime *rt, const pgs_ref *ref, const void *data, size
     int rc = enter(rt);
     if (rc)
         return rc;
-    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
+    if ((rc = pgsi_check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
         return leave(rt, rc);
-    if (kind == M_CALL && (rc = check_ref(rt, reply_to, &rb)))
+    if (kind == M_CALL && (rc = pgsi_check_ref(rt, reply_to, &rb)))
         return leave(rt, rc);
     msg *m = pgsi_msg_new(kind, data, len);
     if (!m)
@@ -140,7 +140,7 @@ static int request(pgs_runtime *rt, const pgs_ref *ref, int kind, const void *da
     int rc = enter(rt);
     if (rc)
         return rc;
-    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
+    if ((rc = pgsi_check_ref(rt, ref, &b)) || (rc = check_msg(rt, data, len)))
         return leave(rt, rc);
     return leave(rt, pgsi_request(rt, b, ref, kind, data, len, NULL, reply, timeout_ms));
 }
@@ -175,7 +175,7 @@ int pgs_start(pgs_runtime *rt, const char *name, const void *key, size_t key_len
     int rc = enter(rt);
     if (rc)
         return rc;
-    if ((rc = pgs_ref_make(&ref, name, key, key_len)) || (rc = check_ref(rt, &ref, &b)) ||
+    if ((rc = pgs_ref_make(&ref, name, key, key_len)) || (rc = pgsi_check_ref(rt, &ref, &b)) ||
         (rc = check_msg(rt, args, args_len)) || (rc = check_server_opts(opts)))
         return leave(rt, rc);
     rc = pgsi_request(rt, b, &ref, M_START, args, args_len, opts, NULL, -1);
@@ -191,7 +191,7 @@ int pgs_send_after(pgs_runtime *rt, const pgs_ref *ref, uint32_t delay_ms,
     int rc = enter(rt);
     if (rc)
         return rc;
-    if ((rc = check_ref(rt, ref, &b)) || (rc = check_msg(rt, msg_, len)))
+    if ((rc = pgsi_check_ref(rt, ref, &b)) || (rc = check_msg(rt, msg_, len)))
         return leave(rt, rc);
     return leave(rt, pgsi_timer_add(rt, b, ref, delay_ms, msg_, len, id));
 }
@@ -231,7 +231,7 @@ void *pgs_user(const pgs_ctx *ctx)
 int pgs_is_active(pgs_runtime *rt, const pgs_ref *ref)
 {
     const beh *b;
-    int rc = rt ? check_ref(rt, ref, &b) : PGS_EINVAL;
+    int rc = rt ? pgsi_check_ref(rt, ref, &b) : PGS_EINVAL;
     if (rc)
         return rc;
     uint64_t h = pgsi_ref_hash(ref);
@@ -260,7 +260,7 @@ int pgs_reconfigure(pgs_runtime *rt, const pgs_ref *ref, const pgs_server_opts *
         return rc;
     if (!opts)
         return leave(rt, PGS_EINVAL);
-    if ((rc = check_ref(rt, ref, &b)) || (rc = check_server_opts(opts)))
+    if ((rc = pgsi_check_ref(rt, ref, &b)) || (rc = check_server_opts(opts)))
         return leave(rt, rc);
     return leave(rt, pgsi_request(rt, b, ref, M_RECONF, NULL, 0, opts, NULL, timeout_ms));
 }
@@ -296,7 +296,7 @@ int pgs_server_info_get(pgs_runtime *rt, const pgs_ref *ref, pgs_server_info *ou
     int rc = enter(rt);
     if (rc)
         return rc;
-    if ((rc = check_ref(rt, ref, &b)))
+    if ((rc = pgsi_check_ref(rt, ref, &b)))
         return leave(rt, rc);
     return leave(rt, pgs_storage_server_info(rt->st, ref, out));
 }
@@ -310,7 +310,7 @@ int pgs_poison_list(pgs_runtime *rt, const pgs_ref *ref,
     int rc = enter(rt);
     if (rc)
         return rc;
-    if (ref && (rc = check_ref(rt, ref, &b)))
+    if (ref && (rc = pgsi_check_ref(rt, ref, &b)))
         return leave(rt, rc);
     return leave(rt, pgs_storage_poison_list(rt->st, ref, fn, arg));
 }
@@ -325,7 +325,7 @@ int pgs_poison_drop(pgs_runtime *rt, uint64_t id)
 static int resend(pgs_runtime *rt, const pgs_poison *p, pgs_bytes *reply, int timeout_ms)
 {
     const beh *b;
-    int rc = check_ref(rt, &p->ref, &b);
+    int rc = pgsi_check_ref(rt, &p->ref, &b);
     if (rc)
         return rc;
     if (p->kind == M_CALL)

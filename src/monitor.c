@@ -68,24 +68,15 @@ static void grow(pgs_runtime *rt)
     rt->m_nbuckets = n;
 }
 
-/* A ref a caller gave: well formed and of a registered behaviour. */
-static int check(pgs_runtime *rt, const pgs_ref *ref)
-{
-    if (!ref)
-        return PGS_EINVAL;
-    if (pgsi_beh_of_ref(rt, ref))
-        return PGS_OK;
-    return pgsi_ref_check(ref, NULL) ? PGS_EREF : PGS_ENOBEHAVIOUR;
-}
-
 int pgs_monitor(pgs_runtime *rt, const pgs_ref *ref, pgs_monitor_fn fn, void *arg,
                 const pgs_ref *notify, uint64_t *id)
 {
     if (!rt || (!fn && !notify))
         return PGS_EINVAL;
-    int rc = check(rt, ref);
+    const beh *b;
+    int rc = pgsi_check_ref(rt, ref, &b);
     if (!rc && !fn)
-        rc = check(rt, notify);
+        rc = pgsi_check_ref(rt, notify, &b);
     if (rc)
         return rc;
     if (atomic_load(&rt->closing))

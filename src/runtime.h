@@ -293,6 +293,11 @@ struct pgs_runtime {
     int shut;
 };
 
+/* ---- api.c */
+/* A caller's ref: well formed and of a registered behaviour (*out).
+** PGS_EINVAL, PGS_EREF or PGS_ENOBEHAVIOUR. */
+int pgsi_check_ref(pgs_runtime *rt, const pgs_ref *ref, const beh **out);
+
 /* ---- runtime.c */
 const beh *pgsi_beh_find(pgs_runtime *rt, const char *name);
 /* The behaviour whose name ref carries, or NULL (unknown or malformed). */
